@@ -1,0 +1,74 @@
+"""The composition root: builds the clients once, at process start, from Settings.
+
+Entry points (the web app factory, the worker's process-init hook, the CLI) call
+``bootstrap()``; nothing builds a client at import.
+"""
+from __future__ import annotations
+
+import os
+
+from core.catalog import load_catalog
+from core.config import Settings, load_settings
+from core.deps import Deps
+from core.logs import configure_logging
+
+
+def firestore_client(settings: Settings):
+    import firebase_admin
+    from firebase_admin import credentials, firestore
+
+    name = f"tokenbank-{settings.google_cloud_project}"
+    try:
+        app = firebase_admin.get_app(name)
+    except ValueError:
+        if settings.firestore_emulator_host:
+            os.environ["FIRESTORE_EMULATOR_HOST"] = settings.firestore_emulator_host
+            credential = _emulator_credential()
+        else:
+            credential = credentials.ApplicationDefault()
+        app = firebase_admin.initialize_app(credential, {"projectId": settings.google_cloud_project}, name=name)
+    return firestore.client(app)
+
+
+def _emulator_credential():
+    """firebase-admin refuses to start without a credential; the emulator needs none."""
+    from firebase_admin import credentials
+    from google.auth.credentials import AnonymousCredentials
+
+    class EmulatorCredential(credentials.Base):
+        def get_credential(self):
+            return AnonymousCredentials()
+
+    return EmulatorCredential()
+
+
+def redis_client(url: str):
+    import redis
+
+    return redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30,
+                                decode_responses=True)
+
+
+def stripe_client(settings: Settings):
+    import stripe
+
+    stripe.enable_telemetry = False
+    kwargs = {"max_network_retries": 2}
+    if settings.stripe_api_base:
+        kwargs["base_addresses"] = {"api": settings.stripe_api_base}
+    return stripe.StripeClient(settings.stripe_secret_key, **kwargs)
+
+
+def bootstrap(settings: Settings | None = None, *, configure_logs: bool = True) -> Deps:
+    from core.firestore_store import FirestoreLedgerStore
+
+    settings = settings or load_settings()
+    if configure_logs:
+        configure_logging(settings.log_level, settings.google_cloud_project)
+    return Deps(
+        settings=settings,
+        store=FirestoreLedgerStore(firestore_client(settings)),
+        redis=redis_client(settings.redis_url),
+        catalog=load_catalog(settings.catalog_path),
+        stripe=stripe_client(settings),
+    )

@@ -1,0 +1,155 @@
+"""Configuration: environment variables with local defaults.
+
+Every value set in the environment wins over its default. The defaults describe a
+local development system (Redis on 127.0.0.1, the Firestore emulator, the Stripe
+sandbox). ``TOKENBANK_ENV=production`` turns the defaults for secrets off and refuses
+any emulator, sandbox or development setting, so production cannot run on them by accident.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Mapping
+
+DEV_STRIPE_SECRET_KEY = "sk_test_tokenbank_local_sandbox"
+DEV_WEBHOOK_SECRET = "whsec_tokenbank_local_development"
+DEV_PUBLISHABLE_KEY = "pk_test_tokenbank_local_sandbox"
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str = "development"
+    stripe_secret_key: str = DEV_STRIPE_SECRET_KEY
+    stripe_webhook_secrets: tuple[str, ...] = (DEV_WEBHOOK_SECRET,)
+    stripe_publishable_key: str = DEV_PUBLISHABLE_KEY
+    stripe_api_base: str | None = None
+    google_cloud_project: str = "demo-tokenbank"
+    firestore_emulator_host: str | None = "127.0.0.1:8080"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    port: int = 8000
+    catalog_path: str | None = None
+    purchases_per_hour: int = 5
+    purchases_per_day: int = 20
+    webhook_max_body_bytes: int = 256 * 1024
+    webhook_tolerance_seconds: int = 300
+    task_max_retries: int = 8
+    task_retry_backoff_seconds: float = 2.0
+    task_retry_backoff_max_seconds: float = 600.0
+    task_soft_time_limit_seconds: int = 45
+    task_time_limit_seconds: int = 60
+    broker_visibility_timeout_seconds: int = 3600
+    user_lock_ttl_ms: int = 15000
+    user_lock_wait_seconds: float = 10.0
+    log_level: str = "INFO"
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value < 0:
+        raise ConfigError(f"{name} must not be negative")
+    return value
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if env is None else env
+    mode = env.get("TOKENBANK_ENV", "development")
+    if mode not in ("development", "test", "production"):
+        raise ConfigError(f"TOKENBANK_ENV must be development, test or production, got {mode!r}")
+    production = mode == "production"
+    if not production and env.get("K_SERVICE"):
+        raise ConfigError("running on Cloud Run (K_SERVICE is set) requires TOKENBANK_ENV=production")
+
+    def secret(name: str, dev_default: str) -> str:
+        value = env.get(name, "")
+        if value:
+            return value
+        if production:
+            raise ConfigError(f"{name} is required in production")
+        return dev_default
+
+    secrets = tuple(s.strip() for s in secret("STRIPE_WEBHOOK_SECRET", DEV_WEBHOOK_SECRET).split(",") if s.strip())
+    if not secrets:
+        raise ConfigError("STRIPE_WEBHOOK_SECRET holds no secret")
+    redis_url = env.get("REDIS_URL") or Settings.redis_url
+    emulator = env.get("FIRESTORE_EMULATOR_HOST") or (None if production else Settings.firestore_emulator_host)
+    settings = Settings(
+        env=mode,
+        stripe_secret_key=secret("STRIPE_SECRET_KEY", DEV_STRIPE_SECRET_KEY),
+        stripe_webhook_secrets=secrets,
+        stripe_publishable_key=secret("STRIPE_PUBLISHABLE_KEY", DEV_PUBLISHABLE_KEY),
+        stripe_api_base=env.get("STRIPE_API_BASE") or None,
+        google_cloud_project=env.get("GOOGLE_CLOUD_PROJECT") or Settings.google_cloud_project,
+        firestore_emulator_host=emulator,
+        redis_url=redis_url,
+        broker_url=env.get("CELERY_BROKER_URL") or redis_url,
+        port=_int(env, "PORT", 8000, 1),
+        catalog_path=env.get("TOKENBANK_CATALOG") or None,
+        purchases_per_hour=_int(env, "PURCHASE_LIMIT_PER_HOUR", 5, 1),
+        purchases_per_day=_int(env, "PURCHASE_LIMIT_PER_DAY", 20, 1),
+        webhook_max_body_bytes=_int(env, "WEBHOOK_MAX_BODY_BYTES", 256 * 1024, 1024),
+        webhook_tolerance_seconds=_int(env, "WEBHOOK_TOLERANCE_SECONDS", 300, 1),
+        task_max_retries=_int(env, "TASK_MAX_RETRIES", 8),
+        task_retry_backoff_seconds=_float(env, "TASK_RETRY_BACKOFF_SECONDS", 2.0),
+        task_retry_backoff_max_seconds=_float(env, "TASK_RETRY_BACKOFF_MAX_SECONDS", 600.0),
+        task_soft_time_limit_seconds=_int(env, "TASK_SOFT_TIME_LIMIT", 45, 1),
+        task_time_limit_seconds=_int(env, "TASK_TIME_LIMIT", 60, 1),
+        broker_visibility_timeout_seconds=_int(env, "BROKER_VISIBILITY_TIMEOUT", 3600, 1),
+        user_lock_ttl_ms=_int(env, "USER_LOCK_TTL_MS", 15000, 100),
+        user_lock_wait_seconds=_float(env, "USER_LOCK_WAIT_SECONDS", 10.0),
+        log_level=env.get("LOG_LEVEL", "INFO").upper(),
+    )
+    check(settings)
+    return settings
+
+
+def check(settings: Settings) -> None:
+    if settings.purchases_per_day < settings.purchases_per_hour:
+        raise ConfigError("PURCHASE_LIMIT_PER_DAY must not be below PURCHASE_LIMIT_PER_HOUR")
+    if not settings.task_soft_time_limit_seconds < settings.task_time_limit_seconds:
+        raise ConfigError("TASK_SOFT_TIME_LIMIT must be below TASK_TIME_LIMIT")
+    if settings.task_time_limit_seconds * 2 > settings.broker_visibility_timeout_seconds:
+        raise ConfigError("TASK_TIME_LIMIT must stay well under BROKER_VISIBILITY_TIMEOUT (at most half)")
+    if not settings.production:
+        return
+    problems = []
+    if settings.firestore_emulator_host:
+        problems.append("FIRESTORE_EMULATOR_HOST is set")
+    if settings.stripe_api_base:
+        problems.append("STRIPE_API_BASE is set (production talks to Stripe itself)")
+    if settings.stripe_secret_key == DEV_STRIPE_SECRET_KEY or not settings.stripe_secret_key.startswith(("sk_live_", "sk_test_", "rk_live_", "rk_test_")):
+        problems.append("STRIPE_SECRET_KEY is not a Stripe secret key")
+    if DEV_WEBHOOK_SECRET in settings.stripe_webhook_secrets:
+        problems.append("STRIPE_WEBHOOK_SECRET is the development secret")
+    if settings.google_cloud_project.startswith("demo-"):
+        problems.append("GOOGLE_CLOUD_PROJECT is an emulator-only demo- project")
+    if problems:
+        raise ConfigError("production configuration refused: " + "; ".join(problems))

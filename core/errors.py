@@ -1,0 +1,32 @@
+"""Errors that carry a decision: retry it, reject it for good, or answer the caller."""
+from __future__ import annotations
+
+
+class TransientError(Exception):
+    """Try again later: the work is fine, something it needs is busy or down."""
+
+
+class PurchaseRejected(Exception):
+    """A paid session failed validation against the catalog. Never retried."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+class MalformedEvent(Exception):
+    """An event body that cannot be a Stripe event. Never retried."""
+
+
+class WebhookRefused(Exception):
+    """A webhook request the web tier answers with a 4xx and never enqueues."""
+
+    def __init__(self, status: int, reason: str):
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class EnqueueFailed(Exception):
+    """The broker did not accept the job: answer 503 so Stripe delivers again."""

@@ -1,0 +1,118 @@
+"""Fulfilment: from a verified Stripe event to exactly one credit.
+
+``fulfil_checkout_session`` is the one idempotent function that credits a paid Checkout
+Session. The webhook worker, the success page and reconciliation all call it; it is keyed
+on the session id, so any number of calls for one session credit it once.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from core import alerts
+from core.checkout import CheckoutSession, claimed_user_id, validate_paid_session
+from core.deps import Deps
+from core.errors import MalformedEvent, PurchaseRejected
+from core.store import EXPIRED, FAILED, PENDING, REJECTED, EventRef, CreditRequest, StatusChange
+from core.stripe_events import (
+    CHECKOUT_ASYNC_FAILED, CHECKOUT_ASYNC_SUCCEEDED, CHECKOUT_COMPLETED, CHECKOUT_EXPIRED, HANDLED_TYPES, parse_event,
+)
+from core.user_lock import user_lock
+from core.velocity import record_purchase
+
+log = logging.getLogger("tokenbank.fulfilment")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one event or one fulfilment call (JSON-friendly)."""
+    status: str  # credited | already_fulfilled | rejected | pending | failed | expired | skipped | ignored
+    session_id: str | None = None
+    user_id: str | None = None
+    balance_after: int | None = None
+    reason: str | None = None
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+def process_stripe_event(deps: Deps, payload: str) -> Outcome:
+    """Handle one verified Stripe event body (the worker's entry point)."""
+    event = parse_event(payload)
+    ref = EventRef(event.id, event.type, "webhook")
+    context = {"event_id": event.id, "event_type": event.type}
+    if event.type not in HANDLED_TYPES:
+        deps.store.record_event(event.id, {"type": event.type, "status": "ignored"})
+        log.info("event ignored", extra=context)
+        return Outcome("ignored")
+    session = CheckoutSession.from_stripe(event.object)
+    context.update(session_id=session.id, user_id=claimed_user_id(session))
+    if event.type in (CHECKOUT_COMPLETED, CHECKOUT_ASYNC_SUCCEEDED) and session.payment_status == "paid":
+        return fulfil_checkout_session(deps, session, ref)
+    if event.type == CHECKOUT_COMPLETED and session.payment_status == "no_payment_required":
+        return fulfil_checkout_session(deps, session, ref)  # validation rejects a free session
+    status = {CHECKOUT_COMPLETED: PENDING, CHECKOUT_ASYNC_SUCCEEDED: PENDING,
+              CHECKOUT_ASYNC_FAILED: FAILED, CHECKOUT_EXPIRED: EXPIRED}[event.type]
+    return _change_status(deps, session, ref, status, context)
+
+
+def _change_status(deps: Deps, session: CheckoutSession, ref: EventRef, status: str, context: dict) -> Outcome:
+    if not session.has_valid_id:
+        raise MalformedEvent("checkout session id is not a valid document id")
+    user_id = claimed_user_id(session)
+    package = deps.catalog.get(session.metadata.get("packageId"))
+    applied = deps.store.change_purchase_status(StatusChange(
+        session.id, status, user_id, package.id if package else None, ref,
+        reason=f"payment_status {session.payment_status}" if status == PENDING else None))
+    log.info("purchase %s", status if applied else f"{status} skipped", extra=context)
+    return Outcome(status if applied else "skipped", session.id, user_id)
+
+
+def fulfil_checkout_session(deps: Deps, session: CheckoutSession, ref: EventRef) -> Outcome:
+    """Validate a paid session against the catalog and credit it exactly once."""
+    context = {"event_id": ref.event_id, "session_id": session.id, "source": ref.source}
+    try:
+        purchase = validate_paid_session(session, deps.catalog)
+    except PurchaseRejected as rejection:
+        return _reject(deps, session, ref, rejection, context)
+    context["user_id"] = purchase.user_id
+    settings = deps.settings
+    request = CreditRequest(purchase.session_id, purchase.user_id, purchase.package.id, purchase.package.tokens,
+                            purchase.amount_paid, purchase.currency, purchase.payment_intent, ref)
+    with user_lock(deps.redis, purchase.user_id, settings.user_lock_ttl_ms, settings.user_lock_wait_seconds):
+        result = deps.store.credit_purchase(request)
+    # Recorded on every delivery, not only the crediting one: a worker that died between the
+    # commit and this line leaves it to the redelivery. The set keeps one member per session.
+    velocity = record_purchase(deps.redis, purchase.user_id, purchase.session_id, int(deps.clock() * 1000))
+    if velocity.over(settings.purchases_per_hour, settings.purchases_per_day):
+        deps.store.add_alert(alerts.velocity_exceeded(purchase.session_id, purchase.user_id, velocity.last_hour,
+                                                      velocity.last_day, settings.purchases_per_hour,
+                                                      settings.purchases_per_day))
+        log.warning("purchase velocity over the limit; credited because it was paid",
+                    extra={**context, "last_hour": velocity.last_hour, "last_day": velocity.last_day})
+    if result.credited:
+        log.info("purchase credited", extra={**context, "tokens": purchase.package.tokens,
+                                             "balance_after": result.balance_after, "attempts": result.attempts})
+        return Outcome("credited", purchase.session_id, purchase.user_id, result.balance_after)
+    log.info("purchase already fulfilled", extra=context)
+    return Outcome("already_fulfilled", purchase.session_id, purchase.user_id)
+
+
+def _reject(deps: Deps, session: CheckoutSession, ref: EventRef, rejection: PurchaseRejected, context: dict) -> Outcome:
+    user_id = claimed_user_id(session)
+    log.warning("purchase rejected: %s", rejection, extra={**context, "user_id": user_id, "reason": rejection.reason})
+    alert = alerts.purchase_rejected(session.id or "unknown", user_id, rejection.reason, rejection.detail, ref.event_id)
+    if not session.has_valid_id:
+        deps.store.add_alert(alert)
+        if ref.event_id:
+            deps.store.record_event(ref.event_id, {"type": ref.event_type, "status": "processed",
+                                                   "outcome": "rejected", "reason": rejection.reason})
+        return Outcome("rejected", None, user_id, reason=rejection.reason)
+    package = deps.catalog.get(session.metadata.get("packageId"))
+    deps.store.change_purchase_status(
+        StatusChange(session.id, REJECTED, user_id, package.id if package else None, ref,
+                     reason=rejection.reason, detail=rejection.detail),
+        alert=alert)
+    return Outcome("rejected", session.id, user_id, reason=rejection.reason)
+
+

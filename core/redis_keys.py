@@ -1,0 +1,17 @@
+"""Every Redis key tokenbank writes, in one place, under one prefix."""
+PREFIX = "tb:"
+
+
+def velocity(user_id: str) -> str:
+    return f"{PREFIX}velocity:{{{user_id}}}"
+
+
+def user_lock(user_id: str) -> str:
+    return f"{PREFIX}lock:user:{{{user_id}}}"
+
+
+def signature_failures(window: int) -> str:
+    return f"{PREFIX}sigfail:{window}"
+
+
+DEAD_LETTER_SPOOL = f"{PREFIX}deadletter:spool"

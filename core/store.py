@@ -1,0 +1,79 @@
+"""The storage port: what the services need from the database, as plain data.
+
+``core.firestore_store`` implements it on Firestore; unit tests use an in-memory fake.
+Every method that changes money-related state is one atomic transaction.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Protocol
+
+# Purchase statuses and the ones each status may replace.
+PENDING, FULFILLED, REJECTED, FAILED, EXPIRED = "pending", "fulfilled", "rejected", "failed", "expired"
+PURCHASE_STATUSES = (PENDING, FULFILLED, REJECTED, FAILED, EXPIRED)
+REPLACEABLE_BY = {
+    PENDING: (None, PENDING),
+    FAILED: (None, PENDING, FAILED),
+    EXPIRED: (None, PENDING, EXPIRED),
+    REJECTED: (None, PENDING, FAILED, EXPIRED, REJECTED),
+}
+
+
+@dataclass(frozen=True)
+class EventRef:
+    """The Stripe event (or other caller) on whose behalf a change is made."""
+    event_id: str | None
+    event_type: str
+    source: str = "webhook"  # webhook | success_page | reconciliation | replay
+
+
+@dataclass(frozen=True)
+class CreditRequest:
+    session_id: str
+    user_id: str
+    package_id: str
+    tokens: int
+    amount_paid: int
+    currency: str
+    payment_intent: str | None
+    event: EventRef
+
+
+@dataclass(frozen=True)
+class CreditResult:
+    credited: bool  # False: the purchase was already fulfilled, nothing changed
+    user_id: str
+    balance_after: int | None
+    attempts: int
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    session_id: str
+    status: str
+    user_id: str | None
+    package_id: str | None
+    event: EventRef
+    reason: str | None = None
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class Alert:
+    id: str
+    type: str
+    user_id: str | None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+class LedgerStore(Protocol):
+    def credit_purchase(self, request: CreditRequest) -> CreditResult: ...
+
+    def change_purchase_status(self, change: StatusChange, alert: Alert | None = None) -> bool:
+        """Apply the change if the current status allows it; returns whether it applied."""
+
+    def record_event(self, event_id: str, fields: Mapping[str, Any]) -> None: ...
+
+    def add_alert(self, alert: Alert) -> None: ...
+
+    def ping(self) -> None: ...

@@ -1,0 +1,55 @@
+"""Stripe events as tokenbank sees them: which types it handles and how a body is read."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from core.errors import MalformedEvent
+from core.ids import is_valid_doc_id
+
+CHECKOUT_COMPLETED = "checkout.session.completed"
+CHECKOUT_ASYNC_SUCCEEDED = "checkout.session.async_payment_succeeded"
+CHECKOUT_ASYNC_FAILED = "checkout.session.async_payment_failed"
+CHECKOUT_EXPIRED = "checkout.session.expired"
+
+HANDLED_TYPES = frozenset({CHECKOUT_COMPLETED, CHECKOUT_ASYNC_SUCCEEDED, CHECKOUT_ASYNC_FAILED, CHECKOUT_EXPIRED})
+
+
+@dataclass(frozen=True)
+class StripeEvent:
+    id: str
+    type: str
+    created: int
+    livemode: bool
+    object: Mapping[str, Any]
+
+
+def parse_event(payload: str | bytes | Mapping[str, Any]) -> StripeEvent:
+    """Read a verified event body. Anything that is not an event object raises MalformedEvent."""
+    if isinstance(payload, (str, bytes)):
+        try:
+            raw = json.loads(payload)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise MalformedEvent(f"body is not JSON: {exc}") from None
+    else:
+        raw = payload
+    if not isinstance(raw, dict):
+        raise MalformedEvent("body is not a JSON object")
+    event_id, event_type = raw.get("id"), raw.get("type")
+    if not is_valid_doc_id(event_id):
+        raise MalformedEvent("event has no valid id")
+    if not isinstance(event_type, str) or not event_type:
+        raise MalformedEvent("event has no type")
+    data = raw.get("data")
+    obj = data.get("object") if isinstance(data, dict) else None
+    if not isinstance(obj, dict):
+        raise MalformedEvent("event has no data.object")
+    created = raw.get("created")
+    return StripeEvent(
+        id=event_id,
+        type=event_type,
+        created=created if isinstance(created, int) and not isinstance(created, bool) else 0,
+        livemode=raw.get("livemode") is True,
+        object=obj,
+    )

@@ -1,0 +1,109 @@
+"""Webhook ingress: verify a Stripe delivery and hand it to the queue, nothing more.
+
+The web tier calls ``receive`` with the raw body and the ``Stripe-Signature`` header.
+A refused delivery raises WebhookRefused (4xx, never enqueued). A verified event of a
+handled type is enqueued before the caller answers 200; if the broker does not accept
+it, EnqueueFailed makes the caller answer 503 so Stripe delivers it again.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+import stripe
+
+from core import alerts
+from core.deps import Deps
+from core.errors import EnqueueFailed, WebhookRefused
+from core.ids import is_valid_doc_id
+from core.stripe_events import HANDLED_TYPES
+
+log = logging.getLogger("tokenbank.webhook")
+
+
+class EventQueue(Protocol):
+    def enqueue_event(self, event_id: str, event_type: str, payload: str) -> None: ...
+
+    def enqueue_ignored(self, event_id: str, event_type: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Received:
+    event_id: str
+    event_type: str
+    handled: bool
+
+
+def verify_signature(payload: str, header: str | None, secrets: tuple[str, ...], tolerance: int) -> None:
+    """Accept the header if any configured secret (rotation) yields a matching, fresh v1."""
+    if not header:
+        raise WebhookRefused(400, "missing Stripe-Signature header")
+    last: stripe.SignatureVerificationError | None = None
+    for secret in secrets:
+        try:
+            stripe.WebhookSignature.verify_header(payload, header, secret, tolerance)
+            return
+        except stripe.SignatureVerificationError as exc:
+            last = exc
+            if "tolerance" in str(exc):
+                raise WebhookRefused(400, "timestamp outside the tolerance zone") from None
+    reason = "malformed Stripe-Signature header" if last and "Unable to extract" in str(last) else "signature mismatch"
+    raise WebhookRefused(400, reason)
+
+
+def receive(deps: Deps, queue: EventQueue, body: bytes, header: str | None,
+            alert_on_refusal: Callable[[str], None] | None = None) -> Received:
+    try:
+        return _receive(deps, queue, body, header)
+    except WebhookRefused as refused:
+        log.warning("webhook refused: %s", refused.reason, extra={"status": refused.status})
+        if alert_on_refusal is not None:
+            alert_on_refusal(refused.reason)
+        raise
+
+
+def _receive(deps: Deps, queue: EventQueue, body: bytes, header: str | None) -> Received:
+    settings = deps.settings
+    if len(body) > settings.webhook_max_body_bytes:
+        raise WebhookRefused(413, "body too large")
+    try:
+        payload = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise WebhookRefused(400, "body is not UTF-8") from None
+    verify_signature(payload, header, settings.stripe_webhook_secrets, settings.webhook_tolerance_seconds)
+    try:
+        event = json.loads(payload)
+    except ValueError:
+        raise WebhookRefused(400, "body is not JSON") from None
+    if not isinstance(event, dict) or not is_valid_doc_id(event.get("id")) or not isinstance(event.get("type"), str):
+        raise WebhookRefused(400, "body is not a Stripe event")
+    data = event.get("data")
+    if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
+        raise WebhookRefused(400, "event has no data.object")
+    event_id, event_type = event["id"], event["type"]
+    handled = event_type in HANDLED_TYPES
+    try:
+        if handled:
+            queue.enqueue_event(event_id, event_type, payload)
+        else:
+            queue.enqueue_ignored(event_id, event_type)
+    except Exception as exc:
+        if handled:
+            log.error("enqueue failed: %s", exc, extra={"event_id": event_id, "event_type": event_type})
+            raise EnqueueFailed(str(exc)) from exc
+        # An event we do not handle loses nothing if its record is not written.
+        log.warning("could not record ignored event: %s", exc, extra={"event_id": event_id})
+    log.info("webhook accepted", extra={"event_id": event_id, "event_type": event_type, "handled": handled})
+    return Received(event_id, event_type, handled)
+
+
+def signature_alert(deps: Deps) -> Callable[[str], None]:
+    """The refusal hook the web tier uses: aggregated alerts, never a failure of its own."""
+    def record(reason: str) -> None:
+        try:
+            alerts.webhook_signature_failure(deps.redis, deps.store, reason, {}, deps.clock())
+        except Exception as exc:  # the 400 answer stands; the log line keeps the refusal
+            log.error("could not record webhook refusal alert: %s", exc)
+    return record

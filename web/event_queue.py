@@ -1,0 +1,23 @@
+"""The web tier's side of the queue: publishes verified events to the workers by task name."""
+from __future__ import annotations
+
+from celery import Celery
+
+from worker import task_names
+
+
+class CeleryEventQueue:
+    def __init__(self, celery: Celery):
+        self.celery = celery
+
+    def enqueue_event(self, event_id: str, event_type: str, payload: str) -> None:
+        # send_task returns once the broker holds the message (a Redis LPUSH).
+        self.celery.send_task(task_names.PROCESS_STRIPE_EVENT, args=[event_id, event_type, payload],
+                              queue=task_names.QUEUE)
+
+    def enqueue_ignored(self, event_id: str, event_type: str) -> None:
+        self.celery.send_task(task_names.RECORD_IGNORED_EVENT, args=[event_id, event_type], queue=task_names.QUEUE)
+
+    def ping(self) -> None:
+        with self.celery.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)

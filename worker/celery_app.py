@@ -1,0 +1,55 @@
+"""The Celery application: broker, serializer and delivery guarantees in one place.
+
+``create_celery`` is used by the worker (``celery -A worker.celery_app worker``) and,
+as a producer only, by the web tier. Reliability settings:
+- acks_late + reject_on_worker_lost: a task whose worker dies is delivered again;
+- prefetch 1: a worker holds one unacknowledged message per process;
+- JSON only, in and out;
+- the hard time limit stays well under the broker's visibility timeout, so a slow task is
+  never redelivered while it still runs (checked in core.config).
+"""
+from __future__ import annotations
+
+from celery import Celery
+
+from core.config import Settings, load_settings
+from worker.task_names import QUEUE
+
+
+def create_celery(settings: Settings) -> Celery:
+    app = Celery("tokenbank", broker=settings.broker_url, include=["worker.tasks"])
+    transport = {
+        "visibility_timeout": settings.broker_visibility_timeout_seconds,
+        "socket_connect_timeout": 2,
+        "socket_timeout": 5,
+        "retry_on_timeout": False,
+    }
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        task_ignore_result=True,
+        task_default_queue=QUEUE,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_acks_on_failure_or_timeout=True,
+        worker_prefetch_multiplier=1,
+        task_soft_time_limit=settings.task_soft_time_limit_seconds,
+        task_time_limit=settings.task_time_limit_seconds,
+        broker_transport_options=transport,
+        broker_connection_retry_on_startup=True,
+        # Publishing gives up fast: the web tier answers 503 and Stripe delivers again.
+        task_publish_retry=True,
+        task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5},
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        worker_hijack_root_logger=False,
+        broker_pool_limit=10,
+    )
+    app.tokenbank_settings = settings
+    return app
+
+
+# The module-level app the celery command line loads (`celery -A worker.celery_app`).
+# Creating it reads configuration only; no client connects until a worker process starts.
+app = create_celery(load_settings())

@@ -1,0 +1,31 @@
+"""Celery tasks: thin adapters that call one core function each.
+
+Arguments are JSON primitives (ids and the verified event body as a string).
+"""
+from __future__ import annotations
+
+from core.dead_letters import dead_letter_event
+from core.fulfilment import process_stripe_event
+from worker import task_names
+from worker.base_task import MoneyTask
+from worker.celery_app import app
+from worker.runtime import deps
+
+
+@app.task(name=task_names.PROCESS_STRIPE_EVENT, bind=True, base=MoneyTask)
+def process_stripe_event_task(self, event_id: str, event_type: str, payload: str) -> dict:
+    return self.run_guarded(
+        lambda: process_stripe_event(deps(), payload).as_dict(),
+        lambda exc, attempts: dead_letter_event(deps(), event_id, event_type, payload, exc, attempts),
+        {"event_id": event_id, "event_type": event_type},
+    )
+
+
+@app.task(name=task_names.RECORD_IGNORED_EVENT, bind=True, base=MoneyTask)
+def record_ignored_event_task(self, event_id: str, event_type: str) -> None:
+    # Not money: a record of an event type tokenbank does not act on. Retried, never dead-lettered.
+    return self.run_guarded(
+        lambda: deps().store.record_event(event_id, {"type": event_type, "status": "ignored"}),
+        lambda exc, attempts: None,
+        {"event_id": event_id, "event_type": event_type},
+    )
