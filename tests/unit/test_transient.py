@@ -1,0 +1,34 @@
+import pytest
+from google.api_core import exceptions as gexc
+from redis import exceptions as rexc
+
+from core.errors import MalformedEvent, PurchaseRejected, TransientError
+from core.transient import is_transient
+
+
+def value_error_caused_by(cause):
+    try:
+        raise ValueError("Failed to commit transaction in 5 attempts.") from cause
+    except ValueError as exc:
+        return exc
+
+
+class SoftTimeLimitExceeded(Exception):
+    """Named like Celery's, which core must not import."""
+
+
+@pytest.mark.parametrize("exc", [
+    gexc.ServiceUnavailable("down"), gexc.Aborted("contention"), gexc.DeadlineExceeded("slow"),
+    rexc.ConnectionError("refused"), rexc.TimeoutError("timeout"), TransientError("busy"),
+    value_error_caused_by(gexc.Aborted("contention")), SoftTimeLimitExceeded(),
+], ids=lambda e: type(e).__name__)
+def test_busy_or_unreachable_services_are_transient(exc):
+    assert is_transient(exc)
+
+
+@pytest.mark.parametrize("exc", [
+    PurchaseRejected("amount_mismatch"), MalformedEvent("bad"), KeyError("x"), ValueError("plain"),
+    value_error_caused_by(KeyError("x")), gexc.InvalidArgument("bad id"), gexc.PermissionDenied("no"),
+], ids=lambda e: type(e).__name__)
+def test_permanent_errors_are_not_transient(exc):
+    assert not is_transient(exc)
