@@ -74,7 +74,7 @@ def stop_process(proc: subprocess.Popen, timeout: float = 5.0) -> None:
 
 
 def start_sandbox(webhook_urls: list[str] | None = None, secret: str | None = "whsec_sandbox_test_secret",
-                  env: dict | None = None, args: list[str] | None = None, timeout: float = 15.0) -> SandboxProcess:
+                  env: dict | None = None, args: list[str] | None = None, timeout: float = 30.0) -> SandboxProcess:
     cmd = [sys.executable, "-m", "sandbox", "--host", "127.0.0.1", "--port", "0"]
     for url in webhook_urls or []:
         cmd += ["--webhook-url", url]
