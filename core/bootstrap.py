@@ -17,7 +17,9 @@ def firestore_client(settings: Settings):
     import firebase_admin
     from firebase_admin import credentials, firestore
 
-    name = f"tokenbank-{settings.google_cloud_project}"
+    # One firebase app per (project, endpoint): a process that talks to two emulators (tests)
+    # must never get a client cached for the other one.
+    name = f"tokenbank-{settings.google_cloud_project}-{settings.firestore_emulator_host or 'google'}"
     try:
         app = firebase_admin.get_app(name)
     except ValueError:
@@ -60,14 +62,17 @@ def stripe_client(settings: Settings):
 
 
 def bootstrap(settings: Settings | None = None, *, configure_logs: bool = True) -> Deps:
-    from core.firestore_store import FirestoreLedgerStore
+    from core.firestore_store import FirestoreLedgerStore, bound_call_deadlines, cap_reconnect_backoff
 
     settings = settings or load_settings()
     if configure_logs:
         configure_logging(settings.log_level, settings.google_cloud_project)
+    cap_reconnect_backoff()
+    db = firestore_client(settings)
+    bound_call_deadlines(db, settings.firestore_call_deadline_seconds)
     return Deps(
         settings=settings,
-        store=FirestoreLedgerStore(firestore_client(settings)),
+        store=FirestoreLedgerStore(db),
         redis=redis_client(settings.redis_url),
         catalog=load_catalog(settings.catalog_path),
         stripe=stripe_client(settings),

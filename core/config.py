@@ -43,6 +43,7 @@ class Settings:
     task_soft_time_limit_seconds: int = 45
     task_time_limit_seconds: int = 60
     broker_visibility_timeout_seconds: int = 3600
+    firestore_call_deadline_seconds: float = 10.0
     user_lock_ttl_ms: int = 15000
     user_lock_wait_seconds: float = 10.0
     log_level: str = "INFO"
@@ -123,6 +124,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         task_soft_time_limit_seconds=_int(env, "TASK_SOFT_TIME_LIMIT", 45, 1),
         task_time_limit_seconds=_int(env, "TASK_TIME_LIMIT", 60, 1),
         broker_visibility_timeout_seconds=_int(env, "BROKER_VISIBILITY_TIMEOUT", 3600, 1),
+        firestore_call_deadline_seconds=_float(env, "FIRESTORE_CALL_DEADLINE_SECONDS", 10.0),
         user_lock_ttl_ms=_int(env, "USER_LOCK_TTL_MS", 15000, 100),
         user_lock_wait_seconds=_float(env, "USER_LOCK_WAIT_SECONDS", 10.0),
         log_level=env.get("LOG_LEVEL", "INFO").upper(),
@@ -136,6 +138,9 @@ def check(settings: Settings) -> None:
         raise ConfigError("PURCHASE_LIMIT_PER_DAY must not be below PURCHASE_LIMIT_PER_HOUR")
     if not settings.task_soft_time_limit_seconds < settings.task_time_limit_seconds:
         raise ConfigError("TASK_SOFT_TIME_LIMIT must be below TASK_TIME_LIMIT")
+    if settings.task_soft_time_limit_seconds < 3 * settings.firestore_call_deadline_seconds:
+        raise ConfigError("TASK_SOFT_TIME_LIMIT must allow a transaction's three calls "
+                          "(3 x FIRESTORE_CALL_DEADLINE_SECONDS)")
     if settings.task_time_limit_seconds * 2 > settings.broker_visibility_timeout_seconds:
         raise ConfigError("TASK_TIME_LIMIT must stay well under BROKER_VISIBILITY_TIMEOUT (at most half)")
     if not settings.production:

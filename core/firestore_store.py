@@ -5,6 +5,7 @@ purchases, stripe_events, security_alerts.
 """
 from __future__ import annotations
 
+import logging
 from typing import Any, Mapping
 
 from google.cloud import firestore
@@ -17,6 +18,58 @@ USERS, LEDGER, PURCHASES, EVENTS, ALERTS = "users", "transactions", "purchases",
 TOTAL_FIELDS = ("tokenBalance", "totalTokensEarned", "totalTokensPurchased", "totalTokensSpent")
 # Bounded per-call deadline for reads outside transactions (readiness probe).
 PING_TIMEOUT_SECONDS = 3.0
+
+
+log = logging.getLogger("tokenbank.firestore")
+
+
+def bound_call_deadlines(db: firestore.Client, seconds: float) -> bool:
+    """Cap every Firestore RPC (its own retries included) at ``seconds``.
+
+    The client's defaults retry an unreachable backend for up to 60-300 s inside one call,
+    and a call blocked in gRPC cannot be interrupted by a task's soft time limit. Failing
+    fast hands the retry to the task's own policy (backoff, jitter, dead letter). The
+    library keeps these defaults on private attributes; if they move, we warn and keep
+    the library's defaults (the task's hard time limit still bounds the call, and the
+    message is then requeued, not lost).
+    """
+    try:
+        wrapped = db._firestore_api._transport._wrapped_methods
+        for method in wrapped.values():
+            if getattr(method, "_retry", None) is not None:
+                method._retry = method._retry.with_deadline(seconds)
+            method._timeout = seconds
+        return True
+    except AttributeError as exc:
+        log.warning("could not bound Firestore call deadlines: %s", exc)
+        return False
+
+
+RECONNECT_OPTIONS = (
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+)
+
+
+def cap_reconnect_backoff() -> None:
+    """Reconnect to Firestore within 2 s of it coming back, not gRPC's default 120 s.
+
+    After an outage a gRPC channel waits out an exponential reconnect backoff (up to two
+    minutes) and fails every call fast meanwhile, so a recovered backend would look down
+    long enough to exhaust the task's retries. The Firestore client builds its channels
+    from two module-level option lists; this adds the backoff caps to both, before any
+    client is created. Idempotent.
+    """
+    from google.cloud.firestore_v1 import base_client
+
+    for options in (base_client._DEFAULT_CHANNEL_OPTIONS, base_client._GRPC_MSG_SIZE_OPTIONS):
+        if not isinstance(options, list):
+            log.warning("could not cap Firestore reconnect backoff: channel options are %s", type(options))
+            continue
+        for option in RECONNECT_OPTIONS:
+            if option not in options:
+                options.append(option)
 
 
 def purchase_entry_id(session_id: str) -> str:

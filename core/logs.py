@@ -39,7 +39,8 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging(level: str = "INFO", project: str | None = None) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    # The real stderr: Celery replaces sys.stderr in its pool children with a logging proxy.
+    handler = logging.StreamHandler(sys.__stderr__)
     handler.setFormatter(JsonFormatter(project))
     root = logging.getLogger()
     root.handlers[:] = [handler]

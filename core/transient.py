@@ -15,11 +15,28 @@ _TRANSIENT = (
 )
 
 
+def transient_cause(exc: BaseException) -> BaseException | None:
+    """The transient failure in ``exc``'s chain (itself, its cause or its context), if any.
+
+    The Firestore client raises a ValueError from its rollback when the transaction's
+    begin call itself failed; the real cause (e.g. ServiceUnavailable) is in the chain.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if _is_transient_one(current):
+            return current
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def is_transient(exc: BaseException) -> bool:
+    return transient_cause(exc) is not None
+
+
+def _is_transient_one(exc: BaseException) -> bool:
     if isinstance(exc, _TRANSIENT):
-        return True
-    # firestore.transactional wraps exhausted Aborted retries in ValueError.
-    if isinstance(exc, ValueError) and isinstance(exc.__cause__, gexc.Aborted):
         return True
     # A soft time limit (a hung call) is raised by the task runner; it is named, not imported,
     # because core does not depend on Celery.

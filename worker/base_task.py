@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from celery import Task
 
-from core.transient import is_transient
+from core.transient import transient_cause
 
 log = logging.getLogger("tokenbank.tasks")
 
@@ -36,11 +36,12 @@ class MoneyTask(Task):
         try:
             result = work()
         except Exception as exc:
-            transient = is_transient(exc)
+            cause = transient_cause(exc)
+            transient = cause is not None
             if transient and self.request.retries < settings.task_max_retries:
                 countdown = backoff_seconds(self.request.retries, settings.task_retry_backoff_seconds,
                                             settings.task_retry_backoff_max_seconds)
-                log.warning("transient failure, retrying in %.2fs: %s", countdown, exc,
+                log.warning("transient failure, retrying in %.2fs: %s: %s", countdown, type(cause).__name__, cause,
                             extra={**context, "attempt": attempt, "task_id": self.request.id})
                 raise self.retry(exc=exc, countdown=countdown, max_retries=settings.task_max_retries)
             log.error("giving up after %d attempt(s): %s", attempt, exc, exc_info=True,

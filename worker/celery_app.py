@@ -4,6 +4,7 @@
 as a producer only, by the web tier. Reliability settings:
 - acks_late + reject_on_worker_lost: a task whose worker dies is delivered again;
 - prefetch 1: a worker holds one unacknowledged message per process;
+- a hard time limit requeues the message (acks_on_timeout off);
 - JSON only, in and out;
 - the hard time limit stays well under the broker's visibility timeout, so a slow task is
   never redelivered while it still runs (checked in core.config).
@@ -23,6 +24,10 @@ def create_celery(settings: Settings) -> Celery:
         "socket_connect_timeout": 2,
         "socket_timeout": 5,
         "retry_on_timeout": False,
+        # Sweep for messages whose worker died every 10 s (kombu's default is every 100 s),
+        # so an orphaned event is redelivered within visibility_timeout + 10 s.
+        "unacked_restore_interval": 10,
+        "unacked_restore_throttle": 1,
     }
     app.conf.update(
         task_serializer="json",
@@ -32,7 +37,10 @@ def create_celery(settings: Settings) -> Celery:
         task_default_queue=QUEUE,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
-        task_acks_on_failure_or_timeout=True,
+        # A task that failed has already retried or dead-lettered its work: ack it. A task
+        # killed by the hard time limit has done neither: requeue it, never lose it.
+        task_acks_on_failure=True,
+        task_acks_on_timeout=False,
         worker_prefetch_multiplier=1,
         task_soft_time_limit=settings.task_soft_time_limit_seconds,
         task_time_limit=settings.task_time_limit_seconds,
@@ -44,6 +52,7 @@ def create_celery(settings: Settings) -> Celery:
         worker_send_task_events=True,
         task_send_sent_event=True,
         worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,
         broker_pool_limit=10,
     )
     app.tokenbank_settings = settings

@@ -71,7 +71,7 @@ def deps(settings):
 @pytest.fixture(scope="session")
 def worker(redis_host, firestore_emulator):
     env = test_env(redis_host, firestore_emulator.address, TASK_RETRY_BACKOFF_SECONDS="0.2",
-                   TASK_RETRY_BACKOFF_MAX_SECONDS="1", TASK_MAX_RETRIES="3", USER_LOCK_WAIT_SECONDS="3")
+                   TASK_RETRY_BACKOFF_MAX_SECONDS="1", TASK_MAX_RETRIES="3", USER_LOCK_WAIT_SECONDS="1")
     service = start_worker(env, concurrency=8)
     try:
         yield service

@@ -121,3 +121,32 @@ def test_eight_concurrent_credits_to_one_user_need_no_transaction_retry(web_clie
     assert [p["creditAttempts"] for p in purchases] == [1] * 8
     entries = docs(deps, "transactions", userId="hot")
     assert sorted(e["balanceAfter"] for e in entries) == list(range(50, 401, 50))
+
+
+def test_sixth_paid_purchase_in_an_hour_is_credited_and_raises_a_velocity_alert(web_client, deps, worker, secret):
+    sessions = [events.checkout_session("eager", "starter") for _ in range(6)]
+    for s in sessions[:5]:
+        post(web_client, events.event(s), secret)
+    eventually(lambda: balance(deps, "eager") == 250)
+    assert docs(deps, "security_alerts") == []
+    post(web_client, events.event(sessions[5]), secret)
+    eventually(lambda: balance(deps, "eager") == 300)  # paid, so credited
+    eventually(lambda: len(docs(deps, "security_alerts", type="purchase_velocity_exceeded")) == 1)
+    [alert] = docs(deps, "security_alerts", type="purchase_velocity_exceeded")
+    assert alert["userId"] == "eager" and alert["details"]["lastHour"] == 6
+    assert alert["details"]["checkoutSessionId"] == sessions[5]["id"]
+
+
+def test_dead_letter_after_the_last_try_keeps_the_event_and_alerts(web_client, deps, worker, secret):
+    # Hold the user's lock so every attempt fails transiently until retries run out.
+    deps.redis.set("tb:lock:user:{stuck}", "held-by-test", px=60000)
+    session = events.checkout_session("stuck", "starter")
+    evt = events.event(session)
+    post(web_client, evt, secret)
+    eventually(lambda: (doc(deps, "stripe_events", evt["id"]) or {}).get("status") == "dead_lettered", timeout=30)
+    record = doc(deps, "stripe_events", evt["id"])
+    assert record["attempts"] == 4 and "busy" in record["error"]
+    assert json.loads(record["payload"])["id"] == evt["id"]
+    [alert] = docs(deps, "security_alerts", type="event_dead_lettered")
+    assert alert["details"]["stripeEventId"] == evt["id"]
+    assert doc(deps, "users", "stuck") is None

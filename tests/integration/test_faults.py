@@ -1,0 +1,165 @@
+"""Failure handling proven by injecting the fault: kill the worker, stop Redis, stop Firestore.
+
+Each test that stops or kills a service runs its own Redis and Firestore emulator on free
+ports (never the machine's shared Redis) and its own Celery worker, all stopped by PID.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+import redis as redis_lib
+
+from core.bootstrap import bootstrap
+from core.config import load_settings
+from tests.integration.conftest import PROJECT, doc, docs, eventually
+from tests.support import events, processes
+from tests.support.processes import service_env, start_worker
+
+pytestmark = pytest.mark.slow
+
+# Short deadlines so redelivery happens within the test: hard limit 4 s, visibility 8 s.
+FAST = dict(TASK_SOFT_TIME_LIMIT="3", TASK_TIME_LIMIT="4", BROKER_VISIBILITY_TIMEOUT="8",
+            FIRESTORE_CALL_DEADLINE_SECONDS="1",
+            TASK_RETRY_BACKOFF_SECONDS="0.2", TASK_RETRY_BACKOFF_MAX_SECONDS="1", TASK_MAX_RETRIES="10")
+
+
+class Stack:
+    """A private Redis + Firestore emulator, with helpers to build apps and workers on them."""
+
+    def __init__(self):
+        self.redis = processes.start_redis()
+        try:
+            self.firestore = processes.start_firestore()
+        except Exception:
+            self.redis.stop()
+            raise
+        self.workers: list[processes.Service] = []
+
+    def env(self, **extra):
+        return service_env(redis_url=f"redis://{self.redis.address}/0", firestore_host=self.firestore.address,
+                           project=PROJECT, **{**FAST, **extra})
+
+    def settings(self, **extra):
+        return load_settings(self.env(**extra))
+
+    def worker(self, concurrency=1, **extra):
+        service = start_worker(self.env(**extra), concurrency=concurrency, name="fault-worker")
+        self.workers.append(service)
+        return service
+
+    def restart_redis(self):
+        port = self.redis.extra["port"]
+        self.redis.stop()
+        self.redis = processes.start_redis(port)
+
+    def stop(self):
+        for w in self.workers:
+            w.stop()
+        self.firestore.stop()
+        self.redis.stop()
+
+
+@pytest.fixture
+def stack():
+    s = Stack()
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+@pytest.fixture
+def stack_app(stack):
+    from web.app import create_app
+    from web.event_queue import CeleryEventQueue
+    from worker.celery_app import create_celery
+
+    settings = stack.settings()
+    deps = bootstrap(settings, configure_logs=False)
+    client = create_app(deps, CeleryEventQueue(create_celery(settings))).test_client()
+    return client, deps, settings.stripe_webhook_secrets[0]
+
+
+def post(client, evt, secret):
+    body, headers = events.signed(evt, secret)
+    return client.post("/api/stripe/webhook", data=body, headers=headers)
+
+
+def credited(deps, uid, amount):
+    user = doc(deps, "users", uid)
+    return user is not None and user["tokenBalance"] == amount
+
+
+def test_redis_down_at_ingress_answers_503_then_credits_once_when_back(stack, stack_app):
+    client, deps, secret = stack_app
+    stack.worker()
+    evt = events.event(events.checkout_session("ingress", "starter"))
+    stack.redis.stop()
+    resp = post(client, evt, secret)
+    assert resp.status_code == 503 and resp.headers["Retry-After"]
+    assert client.get("/readyz").status_code == 503
+    stack.restart_redis()
+    # Stripe delivers the same event again; now it is accepted.
+    assert post(client, evt, secret).status_code == 200
+    eventually(lambda: credited(deps, "ingress", 50), timeout=30, what="credit after redis came back")
+    assert len(docs(deps, "transactions", userId="ingress")) == 1
+    assert client.get("/readyz").status_code == 200
+
+
+def test_firestore_down_under_the_worker_is_retried_then_credited(stack, stack_app):
+    client, deps, secret = stack_app
+    worker = stack.worker()
+    port = stack.firestore.extra["port"]
+    stack.firestore.stop()
+    evt = events.event(events.checkout_session("fsdown", "basic"))
+    assert post(client, evt, secret).status_code == 200  # ingress needs only the broker
+    eventually(lambda: "retrying" in worker.log_path.read_text(), timeout=30, what="a retry")
+    stack.firestore = processes.start_firestore(port)
+    eventually(lambda: credited(deps, "fsdown", 200), timeout=40, what="credit after firestore came back")
+    assert len(docs(deps, "transactions", userId="fsdown")) == 1
+
+
+def test_worker_killed_mid_credit_is_redelivered_and_credits_once(stack, stack_app):
+    client, deps, secret = stack_app
+    worker = stack.worker()
+    session = events.checkout_session("killed", "pro")
+    evt = events.event(session)
+    # Freeze Firestore so the credit is caught in the middle of its transaction.
+    os.kill(stack.firestore.pid, signal.SIGSTOP)
+    try:
+        assert post(client, evt, secret).status_code == 200
+        eventually(lambda: f"Task tokenbank.stripe.process_event[" in worker.log_path.read_text(),
+                   timeout=20, what="task received")
+        time.sleep(0.5)
+        worker.kill()  # SIGKILL to the whole worker: main process and its pool child
+    finally:
+        os.kill(stack.firestore.pid, signal.SIGCONT)
+    broker = redis_lib.Redis.from_url(f"redis://{stack.redis.address}/0")
+    assert broker.hlen("unacked") == 1  # the message survived its worker
+    stack.worker()  # a new worker restores it once the visibility timeout has passed
+    eventually(lambda: credited(deps, "killed", 500), timeout=40, what="redelivered credit")
+    eventually(lambda: broker.hlen("unacked") == 0, timeout=10, what="ack")
+    time.sleep(1)
+    assert len(docs(deps, "transactions", userId="killed")) == 1
+    assert doc(deps, "users", "killed")["tokenBalance"] == 500
+
+
+def test_pool_child_killed_mid_credit_is_requeued_at_once(stack, stack_app):
+    client, deps, secret = stack_app
+    worker = stack.worker()
+    evt = events.event(events.checkout_session("child", "starter"))
+    os.kill(stack.firestore.pid, signal.SIGSTOP)
+    try:
+        assert post(client, evt, secret).status_code == 200
+        eventually(lambda: "Task tokenbank.stripe.process_event[" in worker.log_path.read_text(), timeout=20)
+        time.sleep(0.5)
+        [child] = processes.child_pids(worker.pid)
+        os.kill(child, signal.SIGKILL)
+    finally:
+        os.kill(stack.firestore.pid, signal.SIGCONT)
+    eventually(lambda: credited(deps, "child", 50), timeout=30, what="credit after the child died")
+    time.sleep(1)
+    assert len(docs(deps, "transactions", userId="child")) == 1
