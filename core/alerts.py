@@ -1,6 +1,7 @@
 """Security alerts: what they are called and how a flood of them stays small."""
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Mapping
 
 from core import redis_keys
@@ -12,6 +13,12 @@ SIGNATURE_WINDOW_SECONDS = 60
 def purchase_rejected(session_id: str, user_id: str | None, reason: str, detail: str, event_id: str | None) -> Alert:
     return Alert(f"purchase_rejected_{session_id}", "purchase_rejected", user_id,
                  {"checkoutSessionId": session_id, "reason": reason, "detail": detail, "stripeEventId": event_id})
+
+
+def invalid_session_rejected(raw_session_id: object, user_id: str | None, reason: str, event_id: str | None) -> Alert:
+    key = event_id or hashlib.sha256(repr(raw_session_id).encode()).hexdigest()[:32]
+    return Alert(f"purchase_rejected_event_{key}", "purchase_rejected", user_id,
+                 {"checkoutSessionId": repr(raw_session_id)[:200], "reason": reason, "stripeEventId": event_id})
 
 
 def velocity_exceeded(session_id: str, user_id: str, last_hour: int, last_day: int, per_hour: int, per_day: int) -> Alert:
@@ -47,7 +54,7 @@ def webhook_signature_failure(redis, store, reason: str, details: Mapping[str, A
     if not _is_reportable(count):
         return None
     alert = Alert(f"webhook_signature_{window}", "webhook_signature_failure", None,
-                  {"windowStart": window, "windowSeconds": SIGNATURE_WINDOW_SECONDS,
-                   "count": count, "lastReason": reason, **details})
+                  {**details, "windowStart": window, "windowSeconds": SIGNATURE_WINDOW_SECONDS,
+                   "count": count, "lastReason": reason})
     store.add_alert(alert)
     return alert

@@ -40,7 +40,7 @@ def load_catalog(path: str | Path | None = None) -> Catalog:
     packages = []
     for item in raw["packages"]:
         tokens, price = item["tokens"], item["priceCents"]
-        if not (isinstance(tokens, int) and tokens > 0 and isinstance(price, int) and price > 0):
+        if not (type(tokens) is int and tokens > 0 and type(price) is int and price > 0):
             raise ValueError(f"catalog package {item.get('id')!r} needs positive integer tokens and priceCents")
         packages.append(Package(item["id"], item["name"], tokens, price, item.get("currency", currency).lower()))
     if len({p.id for p in packages}) != len(packages):

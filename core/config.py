@@ -7,6 +7,7 @@ any emulator, sandbox or development setting, so production cannot run on them b
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Mapping
@@ -75,8 +76,8 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-    if value < 0:
-        raise ConfigError(f"{name} must not be negative")
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{name} must be a finite, non-negative number, got {raw!r}")
     return value
 
 
@@ -152,6 +153,8 @@ def check(settings: Settings) -> None:
         problems.append("STRIPE_API_BASE is set (production talks to Stripe itself)")
     if settings.stripe_secret_key == DEV_STRIPE_SECRET_KEY or not settings.stripe_secret_key.startswith(("sk_live_", "sk_test_", "rk_live_", "rk_test_")):
         problems.append("STRIPE_SECRET_KEY is not a Stripe secret key")
+    if settings.stripe_publishable_key == DEV_PUBLISHABLE_KEY or not settings.stripe_publishable_key.startswith("pk_"):
+        problems.append("STRIPE_PUBLISHABLE_KEY is not a Stripe publishable key")
     if DEV_WEBHOOK_SECRET in settings.stripe_webhook_secrets:
         problems.append("STRIPE_WEBHOOK_SECRET is the development secret")
     if settings.google_cloud_project.startswith("demo-"):

@@ -84,7 +84,7 @@ def fulfil_checkout_session(deps: Deps, session: CheckoutSession, ref: EventRef)
     # Recorded on every delivery, not only the crediting one: a worker that died between the
     # commit and this line leaves it to the redelivery. The set keeps one member per session.
     velocity = record_purchase(deps.redis, purchase.user_id, purchase.session_id, int(deps.clock() * 1000))
-    if velocity.over(settings.purchases_per_hour, settings.purchases_per_day):
+    if velocity.newly_recorded and velocity.over(settings.purchases_per_hour, settings.purchases_per_day):
         deps.store.add_alert(alerts.velocity_exceeded(purchase.session_id, purchase.user_id, velocity.last_hour,
                                                       velocity.last_day, settings.purchases_per_hour,
                                                       settings.purchases_per_day))
@@ -101,13 +101,14 @@ def fulfil_checkout_session(deps: Deps, session: CheckoutSession, ref: EventRef)
 def _reject(deps: Deps, session: CheckoutSession, ref: EventRef, rejection: PurchaseRejected, context: dict) -> Outcome:
     user_id = claimed_user_id(session)
     log.warning("purchase rejected: %s", rejection, extra={**context, "user_id": user_id, "reason": rejection.reason})
-    alert = alerts.purchase_rejected(session.id or "unknown", user_id, rejection.reason, rejection.detail, ref.event_id)
     if not session.has_valid_id:
-        deps.store.add_alert(alert)
+        # The session id cannot name a document: key the alert by the event instead.
+        deps.store.add_alert(alerts.invalid_session_rejected(session.id, user_id, rejection.reason, ref.event_id))
         if ref.event_id:
             deps.store.record_event(ref.event_id, {"type": ref.event_type, "status": "processed",
                                                    "outcome": "rejected", "reason": rejection.reason})
         return Outcome("rejected", None, user_id, reason=rejection.reason)
+    alert = alerts.purchase_rejected(session.id, user_id, rejection.reason, rejection.detail, ref.event_id)
     package = deps.catalog.get(session.metadata.get("packageId"))
     deps.store.change_purchase_status(
         StatusChange(session.id, REJECTED, user_id, package.id if package else None, ref,

@@ -30,9 +30,8 @@ class JsonFormatter(logging.Formatter):
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_") and value is not None:
                 entry[key] = value
-        trace = entry.pop("trace", None)
-        if trace and self.project:
-            entry["logging.googleapis.com/trace"] = f"projects/{self.project}/traces/{trace}"
+        if entry.get("trace") and self.project:
+            entry["logging.googleapis.com/trace"] = f"projects/{self.project}/traces/{entry.pop('trace')}"
         if record.exc_info:
             entry["stack_trace"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)

@@ -17,9 +17,9 @@ _RECORD = """
 local key, member = KEYS[1], ARGV[1]
 local now, hour, day = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 redis.call('ZREMRANGEBYSCORE', key, '-inf', now - day)
-redis.call('ZADD', key, 'NX', now, member)
+local added = redis.call('ZADD', key, 'NX', now, member)
 redis.call('PEXPIRE', key, day)
-return {redis.call('ZCOUNT', key, now - hour, '+inf'), redis.call('ZCARD', key)}
+return {redis.call('ZCOUNT', key, now - hour, '+inf'), redis.call('ZCARD', key), added}
 """
 
 
@@ -27,11 +27,12 @@ return {redis.call('ZCOUNT', key, now - hour, '+inf'), redis.call('ZCARD', key)}
 class Velocity:
     last_hour: int
     last_day: int
+    newly_recorded: bool = True  # False when this session was already in the window
 
     def over(self, per_hour: int, per_day: int) -> bool:
         return self.last_hour > per_hour or self.last_day > per_day
 
 
 def record_purchase(redis, user_id: str, session_id: str, now_ms: int) -> Velocity:
-    hour, day = redis.eval(_RECORD, 1, redis_keys.velocity(user_id), session_id, now_ms, HOUR_MS, DAY_MS)
-    return Velocity(int(hour), int(day))
+    hour, day, added = redis.eval(_RECORD, 1, redis_keys.velocity(user_id), session_id, now_ms, HOUR_MS, DAY_MS)
+    return Velocity(int(hour), int(day), bool(int(added)))

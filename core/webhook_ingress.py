@@ -77,7 +77,8 @@ def _receive(deps: Deps, queue: EventQueue, body: bytes, header: str | None) -> 
         event = json.loads(payload)
     except ValueError:
         raise WebhookRefused(400, "body is not JSON") from None
-    if not isinstance(event, dict) or not is_valid_doc_id(event.get("id")) or not isinstance(event.get("type"), str):
+    if not isinstance(event, dict) or not is_valid_doc_id(event.get("id")) or not isinstance(event.get("type"), str) \
+            or not event["type"]:
         raise WebhookRefused(400, "body is not a Stripe event")
     data = event.get("data")
     if not isinstance(data, dict) or not isinstance(data.get("object"), dict):

@@ -21,7 +21,7 @@ log = logging.getLogger("tokenbank.tasks")
 
 def backoff_seconds(retries: int, base: float, cap: float) -> float:
     """Full jitter: uniform in [0, min(cap, base * 2**retries)]."""
-    return random.uniform(0, min(cap, base * (2 ** retries)))
+    return random.uniform(0, min(cap, base * (2 ** min(retries, 60))))
 
 
 class MoneyTask(Task):

@@ -50,6 +50,7 @@ def test_bad_signatures_are_refused_with_400_and_alerted(web_client, deps, secre
     (b"[1, 2, 3]", "body is not a Stripe event"),
     (b'{"type": "checkout.session.completed", "data": {"object": {}}}', "body is not a Stripe event"),
     (b'{"id": "evt_1", "data": {"object": {}}}', "body is not a Stripe event"),
+    (b'{"id": "evt_1", "type": "", "data": {"object": {}}}', "body is not a Stripe event"),
     (b'{"id": "evt_1", "type": "checkout.session.completed"}', "event has no data.object"),
     (b'{"id": "a/b", "type": "checkout.session.completed", "data": {"object": {}}}', "body is not a Stripe event"),
     (b"\xff\xfe not utf-8", "body is not UTF-8"),

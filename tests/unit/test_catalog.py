@@ -55,7 +55,6 @@ def test_rejects_non_positive_or_non_integer_tokens_and_prices(tmp_path, field, 
         load_catalog(write_catalog(tmp_path, [item]))
 
 
-@pytest.mark.xfail(reason="BUG: core/catalog.py load_catalog() uses isinstance(x, int), which accepts JSON true as 1", strict=True)
 @pytest.mark.parametrize("field", ["tokens", "priceCents"])
 def test_rejects_booleans_as_tokens_or_prices(tmp_path, field):
     item = pkg()
