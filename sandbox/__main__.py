@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 
@@ -13,6 +14,8 @@ from .config import parse_args
 
 def main(argv: list[str] | None = None) -> int:
     config = parse_args(argv)
+    if not config.log_requests:  # werkzeug's per-request lines only with --log-requests
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
     # Bind first so that --port 0 can report the port it got.
     holder = {}
     server = make_server(config.host, config.port, app=lambda environ, start: holder["app"](environ, start),

@@ -94,8 +94,6 @@ def api_route(rule: str, methods=("GET",)):
         def view(**kwargs):
             s = sb()
             request_id = new_id("request")
-            if s.config.log_requests:
-                print(f"[sandbox] {request.method} {request.full_path.rstrip('?')}", file=sys.stderr, flush=True)
             try:
                 key = api_key_or_error()
             except StripeError as e:

@@ -17,6 +17,12 @@ from tests.sandbox_support import STRIPE_CLI, TEST_KEY, WebhookReceiver, running
 
 SECRET = "whsec_cli_test_secret"
 
+
+@pytest.fixture(autouse=True)
+def _clean():
+    """Overrides the integration conftest's autouse cleaner: these tests need neither Redis nor Firestore."""
+    yield
+
 pytestmark = pytest.mark.skipif(
     not STRIPE_CLI.exists(),
     reason=f"Stripe CLI not installed at {STRIPE_CLI}: run `cd sandbox && npm ci`",

@@ -16,6 +16,12 @@ import stripe
 from tests.sandbox_support import TEST_KEY, WebhookReceiver, running_sandbox
 
 SECRET = "whsec_sandbox_test_secret"
+
+
+@pytest.fixture(autouse=True)
+def _clean():
+    """Overrides the integration conftest's autouse cleaner: these tests need neither Redis nor Firestore."""
+    yield
 SECRET_2 = "whsec_sandbox_rotated_secret"
 
 
