@@ -2,7 +2,7 @@
 local sandbox: each trigger must succeed and end with that event, signed,
 delivered to the webhook receiver.
 
-Install the CLI with `cd sandbox && npm ci`.
+Install the CLI with `cd sandbox && npm install`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def _clean():
 
 pytestmark = pytest.mark.skipif(
     not STRIPE_CLI.exists(),
-    reason=f"Stripe CLI not installed at {STRIPE_CLI}: run `cd sandbox && npm ci`",
+    reason=f"Stripe CLI not installed at {STRIPE_CLI}: run `cd sandbox && npm install`",
 )
 
 TRIGGERS = [
