@@ -1,4 +1,4 @@
-"""Real services for tests: started as subprocesses, tracked by PID, always stopped."""
+"""Real services for tests and `make dev`: started as subprocesses, tracked by PID, always stopped."""
 from __future__ import annotations
 
 import os
@@ -12,7 +12,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 FIRESTORE_JAR = Path("/usr/lib/google-cloud-sdk/platform/cloud-firestore-emulator/cloud-firestore-emulator.jar")
 ARTIFACTS = ROOT / "artifacts"
 
@@ -162,3 +162,47 @@ def start_worker(env: dict, concurrency: int = 4, name: str = "worker", pool: st
 def child_pids(pid: int) -> list[int]:
     out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
     return [int(p) for p in out.split()]
+
+
+def port_open(host: str, port: int, timeout: float = 0.3) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def redis_answers(host: str = "127.0.0.1", port: int = 6379) -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis(host=host, port=port, socket_connect_timeout=0.5).ping())
+    except redis.RedisError:
+        return False
+
+
+def http_ok(url: str) -> bool:
+    try:
+        return urllib.request.urlopen(url, timeout=1).status < 500
+    except Exception:  # noqa: BLE001 - not up yet
+        return False
+
+
+def start_http_service(name: str, args: list[str], env: dict, ready_url: str, timeout: float = 60) -> Service:
+    """Start a process and wait until ``ready_url`` answers (or the process dies)."""
+    proc, log = _spawn(name, args, env=env)
+    service = Service(name, proc, ready_url, log)
+    try:
+        wait_until(lambda: http_ok(ready_url) or not service.alive(), timeout, 0.1, what=name)
+    except TimeoutError:
+        service.stop()
+        raise
+    if not service.alive():
+        raise RuntimeError(f"{name} exited:\n{service.log_tail()}")
+    return service
+
+
+def start_web(env: dict, port: int, workers: int = 2) -> Service:
+    args = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "web" / "gunicorn.conf.py"),
+            "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "web.app:create_app()"]
+    return start_http_service("web", args, env, f"http://127.0.0.1:{port}/healthz")

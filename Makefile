@@ -1,0 +1,53 @@
+# tokenbank: `make dev` runs the whole system locally, `make test` runs the whole suite.
+# Both install what is missing first (a .venv, Python packages, Redis, the Stripe CLI).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+STRIPE_CLI := sandbox/node_modules/.bin/stripe
+FIRESTORE_JAR := /usr/lib/google-cloud-sdk/platform/cloud-firestore-emulator/cloud-firestore-emulator.jar
+
+.PHONY: install system-deps test unit integration e2e dev bench clean
+
+install: system-deps $(STAMP) $(STRIPE_CLI)
+
+$(PY):
+	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "tokenbank needs Python 3.11"'
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+system-deps:
+	@command -v redis-server >/dev/null || { apt-get update -q && apt-get install -y -q redis-server; }
+	@command -v java >/dev/null && test -f $(FIRESTORE_JAR) || { \
+	  echo "The Cloud Firestore emulator is missing: install the Debian package" \
+	       "google-cloud-cli-firestore-emulator (Google Cloud apt repository) and a Java runtime."; exit 2; }
+
+$(STRIPE_CLI): sandbox/package.json sandbox/package-lock.json
+	cd sandbox && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+test: install
+	$(PY) -m devstack.run_tests tests
+
+unit: install
+	$(PY) -m pytest tests/unit -q
+
+integration: install
+	$(PY) -m devstack.run_tests tests/integration
+
+e2e: install
+	$(PY) -m devstack.run_tests tests/e2e
+
+dev: install
+	$(PY) -m devstack.dev
+
+bench: install
+	$(PY) -m bench.run
+
+clean:
+	rm -rf $(VENV) sandbox/node_modules artifacts .run .pytest_cache .hypothesis

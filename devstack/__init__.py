@@ -1,0 +1,1 @@
+"""Development and test tooling: starts the local system. Never imported by core, web or worker."""
