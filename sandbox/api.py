@@ -58,9 +58,9 @@ def api_key_or_error() -> str:
                           "https://stripe.com/docs/api#authentication for details, or we can help at https://support.stripe.com/.")
     if key.startswith(("sk_live_", "rk_live_", "pk_live_")):
         raise StripeError(401, "This is the local Stripe sandbox: it never accepts live keys "
-                          f"(got {_redact(key)}). Use a test key (sk_test_...).", code="api_key_live_rejected")
+                          f"(got {_redact(key)}). Use a test key (sk_test_...).")
     if not key.startswith(("sk_test_", "rk_test_")) or len(key) < 12:
-        raise StripeError(401, f"Invalid API Key provided: {_redact(key)}", code="api_key_invalid")
+        raise StripeError(401, f"Invalid API Key provided: {_redact(key)}")
     return key
 
 

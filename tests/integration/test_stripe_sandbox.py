@@ -567,3 +567,61 @@ def test_undeliverable_webhook_is_listed_as_not_delivered(client, sandbox, recei
     finally:
         sandbox.control("POST", "/_sandbox/webhook_endpoints", {"urls": [receiver.url]})
         dead.close()
+
+
+def test_first_deliveries_follow_creation_order(client, receiver, sandbox):
+    cs = paid_session(client, sandbox)
+    pi = cs.payment_intent
+    receiver.wait_for_event("charge.succeeded", where=lambda e: e["data"]["object"]["payment_intent"] == pi)
+    created_order = [e["id"] for e in sandbox.events()
+                     if e["data_object_id"] in (cs.id, pi) or e["type"].startswith("charge.")]
+    with receiver.lock:
+        arrival = [json.loads(r.body)["id"] for r in receiver.received]
+    mine = [i for i in arrival if i in created_order]
+    assert mine == [i for i in created_order if i in mine] and len(mine) >= 4
+
+
+def test_concurrent_payments_charge_once(client, sandbox):
+    from concurrent.futures import ThreadPoolExecutor
+
+    cs = new_session(client)
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(lambda _: pay_by_form(cs).status_code, range(8)))
+    assert sorted(statuses) == [303] + [409] * 7
+    done = client.v1.checkout.sessions.retrieve(cs.id)
+    charges = client.v1.charges.list(params={"payment_intent": done.payment_intent}).data
+    assert [c.status for c in charges] == ["succeeded"]
+
+
+def test_environment_fallbacks():
+    rx = WebhookReceiver()
+    try:
+        env = {"SANDBOX_WEBHOOK_URLS": f"{rx.url},http://127.0.0.1:9/unused", "STRIPE_WEBHOOK_SECRET": "whsec_env_a,whsec_env_b",
+               "SANDBOX_PUBLIC_URL": "https://pay.tokenbank.test"}
+        with running_sandbox(secret=None, env=env) as sandbox:
+            client = stripe.StripeClient(TEST_KEY, base_addresses={"api": sandbox.url})
+            cs = new_session(client)
+            assert cs.url == f"https://pay.tokenbank.test/pay/{cs.id}"
+            assert sandbox.control("GET", "/_sandbox/webhook_endpoints")[1] == {
+                "urls": [rx.url, "http://127.0.0.1:9/unused"], "secrets_count": 2}
+            client.v1.checkout.sessions.expire(cs.id)
+            got = rx.wait_for_event("checkout.session.expired")
+            for secret in ("whsec_env_a", "whsec_env_b"):
+                stripe.Webhook.construct_event(got.body, got.headers["Stripe-Signature"], secret)
+    finally:
+        rx.close()
+
+
+def test_form_encoding_parser():
+    from sandbox.forms import parse_body
+
+    parsed = parse_body(b"line_items[0][price_data][unit_amount]=499&line_items[0][quantity]=1"
+                        b"&line_items[1][price]=price_x&metadata[userId]=u1&metadata[0]=zero"
+                        b"&expand[]=line_items&expand[]=payment_intent&payment_method_types[0]=card&name=a+b%26c")
+    assert parsed == {
+        "line_items": [{"price_data": {"unit_amount": "499"}, "quantity": "1"}, {"price": "price_x"}],
+        "metadata": {"userId": "u1", "0": "zero"},
+        "expand": ["line_items", "payment_intent"],
+        "payment_method_types": ["card"],
+        "name": "a b&c",
+    }
