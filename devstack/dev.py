@@ -59,7 +59,12 @@ def main() -> int:
             service.stop()
         print("stopped.", flush=True)
 
-    signal.signal(signal.SIGTERM, lambda *_: (stop_all(), sys.exit(0)))
+    def interrupt(*_):
+        raise KeyboardInterrupt
+
+    # Explicit handlers: a process started in the background inherits SIGINT as ignored.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, interrupt)
     try:
         redis_url = urlparse(settings.redis_url)
         if redis_answers(redis_url.hostname or "127.0.0.1", redis_url.port or 6379):

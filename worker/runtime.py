@@ -1,6 +1,7 @@
 """The worker process's dependencies, built once per process after the fork."""
 from __future__ import annotations
 
+import logging
 import os
 
 from celery.signals import worker_process_init
@@ -8,6 +9,7 @@ from celery.signals import worker_process_init
 from core.bootstrap import bootstrap
 from core.deps import Deps
 
+log = logging.getLogger("tokenbank.worker")
 _deps: Deps | None = None
 _pid: int | None = None
 
@@ -24,4 +26,10 @@ def deps() -> Deps:
 
 @worker_process_init.connect
 def _build_on_process_start(**_):
-    deps()
+    """Build the clients and open their connections before the first task arrives."""
+    built = deps()
+    for name, probe in (("redis", built.redis.ping), ("firestore", built.store.ping)):
+        try:
+            probe()
+        except Exception as exc:  # a service still starting: the first task retries as usual
+            log.warning("warm-up of %s failed: %s", name, exc)
