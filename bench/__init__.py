@@ -1,0 +1,1 @@
+"""tokenbank's benchmark: ``python -m bench.run`` (see docs/BENCHMARKS.md)."""
