@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import os
 
+from core.auth import firebase_verifier
 from core.catalog import load_catalog
 from core.config import Settings, load_settings
 from core.deps import Deps
 from core.logs import configure_logging
 
 
-def firestore_client(settings: Settings):
+def firebase_app(settings: Settings):
     import firebase_admin
-    from firebase_admin import credentials, firestore
+    from firebase_admin import credentials
 
     # One firebase app per (project, endpoint): a process that talks to two emulators (tests)
     # must never get a client cached for the other one.
@@ -29,7 +30,16 @@ def firestore_client(settings: Settings):
         else:
             credential = credentials.ApplicationDefault()
         app = firebase_admin.initialize_app(credential, {"projectId": settings.google_cloud_project}, name=name)
-    return firestore.client(app)
+    if settings.firebase_auth_emulator_host:
+        # firebase-admin reads this at verification time; production configuration refuses it.
+        os.environ["FIREBASE_AUTH_EMULATOR_HOST"] = settings.firebase_auth_emulator_host
+    return app
+
+
+def firestore_client(settings: Settings):
+    from firebase_admin import firestore
+
+    return firestore.client(firebase_app(settings))
 
 
 def _emulator_credential():
@@ -76,4 +86,5 @@ def bootstrap(settings: Settings | None = None, *, configure_logs: bool = True) 
         redis=redis_client(settings.redis_url),
         catalog=load_catalog(settings.catalog_path),
         stripe=stripe_client(settings),
+        verify_id_token=firebase_verifier(firebase_app(settings)),
     )

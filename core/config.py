@@ -33,6 +33,10 @@ class Settings:
     redis_url: str = "redis://127.0.0.1:6379/0"
     broker_url: str = "redis://127.0.0.1:6379/0"
     port: int = 8000
+    public_base_url: str = "http://127.0.0.1:8000"
+    firebase_auth_emulator_host: str | None = "127.0.0.1:9099"
+    firebase_web_api_key: str = "demo-tokenbank-web-key"
+    confirmations_per_minute: int = 30
     catalog_path: str | None = None
     purchases_per_hour: int = 5
     purchases_per_day: int = 20
@@ -81,6 +85,10 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _required(name: str) -> str:
+    raise ConfigError(f"{name} is required in production")
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     mode = env.get("TOKENBANK_ENV", "development")
@@ -114,6 +122,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         redis_url=redis_url,
         broker_url=env.get("CELERY_BROKER_URL") or redis_url,
         port=_int(env, "PORT", 8000, 1),
+        public_base_url=env.get("PUBLIC_BASE_URL") or (
+            _required("PUBLIC_BASE_URL") if production else f"http://127.0.0.1:{_int(env, 'PORT', 8000, 1)}"),
+        firebase_auth_emulator_host=env.get("FIREBASE_AUTH_EMULATOR_HOST") or (
+            None if production else Settings.firebase_auth_emulator_host),
+        firebase_web_api_key=secret("FIREBASE_WEB_API_KEY", Settings.firebase_web_api_key),
+        confirmations_per_minute=_int(env, "CONFIRMATIONS_PER_MINUTE", 30, 1),
         catalog_path=env.get("TOKENBANK_CATALOG") or None,
         purchases_per_hour=_int(env, "PURCHASE_LIMIT_PER_HOUR", 5, 1),
         purchases_per_day=_int(env, "PURCHASE_LIMIT_PER_DAY", 20, 1),
@@ -151,6 +165,12 @@ def check(settings: Settings) -> None:
         problems.append("FIRESTORE_EMULATOR_HOST is set")
     if settings.stripe_api_base:
         problems.append("STRIPE_API_BASE is set (production talks to Stripe itself)")
+    if settings.firebase_auth_emulator_host:
+        problems.append("FIREBASE_AUTH_EMULATOR_HOST is set (it accepts unsigned tokens)")
+    if settings.firebase_web_api_key == Settings.firebase_web_api_key:
+        problems.append("FIREBASE_WEB_API_KEY is the development key")
+    if not settings.public_base_url.startswith("https://"):
+        problems.append("PUBLIC_BASE_URL must be https")
     if settings.stripe_secret_key == DEV_STRIPE_SECRET_KEY or not settings.stripe_secret_key.startswith(("sk_live_", "sk_test_", "rk_live_", "rk_test_")):
         problems.append("STRIPE_SECRET_KEY is not a Stripe secret key")
     if settings.stripe_publishable_key == DEV_PUBLISHABLE_KEY or not settings.stripe_publishable_key.startswith("pk_"):

@@ -21,8 +21,8 @@ def dead_letter_event(deps: Deps, event_id: str, event_type: str, payload: str, 
     context = {"event_id": event_id, "event_type": event_type, "error": text, "attempts": attempts}
     try:
         deps.store.record_event(event_id, {"type": event_type, "status": "dead_lettered", "error": text,
-                                           "attempts": attempts, "payload": payload})
-        deps.store.add_alert(alerts.dead_lettered(event_id, event_type, text))
+                                           "attempts": attempts, "payload": payload},
+                                alert=alerts.dead_lettered(event_id, event_type, text))
         log.error("event dead-lettered", extra=context)
         return "firestore"
     except Exception as store_error:

@@ -17,4 +17,5 @@ class Deps:
     redis: Any
     catalog: Catalog
     stripe: Any = None  # stripe.StripeClient, where a service talks to Stripe
+    verify_id_token: Callable[[str], str] | None = None  # Firebase ID token -> uid (raises Unauthorized)
     clock: Callable[[], float] = field(default=time.time)

@@ -9,9 +9,10 @@ import logging
 from typing import Any, Mapping
 
 from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
 
 from core.store import (
-    FULFILLED, REPLACEABLE_BY, Alert, CreditRequest, CreditResult, StatusChange,
+    FULFILLED, REPLACEABLE_BY, Alert, CreditRequest, CreditResult, InvalidCursor, StatusChange,
 )
 
 USERS, LEDGER, PURCHASES, EVENTS, ALERTS = "users", "transactions", "purchases", "stripe_events", "security_alerts"
@@ -194,11 +195,37 @@ class FirestoreLedgerStore:
 
         return apply(self.db.transaction(max_attempts=self.max_attempts))
 
-    def record_event(self, event_id: str, fields: Mapping[str, Any]) -> None:
-        self._ref(EVENTS, event_id).set({**fields, "updatedAt": firestore.SERVER_TIMESTAMP}, merge=True)
+    def record_event(self, event_id: str, fields: Mapping[str, Any], alert: Alert | None = None) -> None:
+        record = {**fields, "updatedAt": firestore.SERVER_TIMESTAMP}
+        if alert is None:
+            self._ref(EVENTS, event_id).set(record, merge=True)
+            return
+        batch = self.db.batch()
+        batch.set(self._ref(EVENTS, event_id), record, merge=True)
+        batch.set(self._ref(ALERTS, alert.id), _alert_fields(alert))
+        batch.commit()
 
     def add_alert(self, alert: Alert) -> None:
         self._ref(ALERTS, alert.id).set(_alert_fields(alert))
+
+    def get_user(self, user_id: str) -> Mapping[str, Any] | None:
+        return self._ref(USERS, user_id).get().to_dict()
+
+    def get_purchase(self, session_id: str) -> Mapping[str, Any] | None:
+        return self._ref(PURCHASES, session_id).get().to_dict()
+
+    def list_entries(self, user_id: str, limit: int, after_id: str | None) -> tuple[list[dict], str | None]:
+        query = (self.db.collection(LEDGER).where(filter=FieldFilter("userId", "==", user_id))
+                 .order_by("createdAt", direction=firestore.Query.DESCENDING)
+                 .order_by("__name__", direction=firestore.Query.DESCENDING))
+        if after_id is not None:
+            cursor = self._ref(LEDGER, after_id).get()
+            if not cursor.exists or cursor.get("userId") != user_id:
+                raise InvalidCursor("cursor is not one of this user's ledger entries")
+            query = query.start_after(cursor)
+        snaps = list(query.limit(limit + 1).stream())
+        page = [{"id": snap.id, **snap.to_dict()} for snap in snaps[:limit]]
+        return page, (page[-1]["id"] if len(snaps) > limit else None)
 
     def ping(self) -> None:
         self._ref("_health", "ping").get(timeout=PING_TIMEOUT_SECONDS, retry=None)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from core import alerts
+from core import alerts, purchase_gate
 from core.checkout import CheckoutSession, claimed_user_id, validate_paid_session
 from core.deps import Deps
 from core.errors import MalformedEvent, PurchaseRejected
@@ -60,6 +60,8 @@ def _change_status(deps: Deps, session: CheckoutSession, ref: EventRef, status: 
     if not session.has_valid_id:
         raise MalformedEvent("checkout session id is not a valid document id")
     user_id = claimed_user_id(session)
+    if status == EXPIRED and user_id:
+        purchase_gate.release(deps.redis, user_id, session.id)  # an expired checkout frees its place
     package = deps.catalog.get(session.metadata.get("packageId"))
     applied = deps.store.change_purchase_status(StatusChange(
         session.id, status, user_id, package.id if package else None, ref,
@@ -117,3 +119,25 @@ def _reject(deps: Deps, session: CheckoutSession, ref: EventRef, rejection: Purc
     return Outcome("rejected", session.id, user_id, reason=rejection.reason)
 
 
+
+
+def fulfil_session_by_id(deps: Deps, session_id: str, source: str) -> Outcome:
+    """Ask Stripe for the session and apply what it says: Stripe's recommended second path.
+
+    The success page and reconciliation call this; a webhook that never arrived still ends
+    in exactly one credit, because the credit is keyed on the session like the webhook's.
+    """
+    obj = deps.stripe.v1.checkout.sessions.retrieve(session_id).to_dict()
+    session = CheckoutSession.from_stripe(obj)
+    if session.id != session_id:
+        raise MalformedEvent("Stripe returned a different session")
+    ref = EventRef(None, "checkout.session.retrieved", source)
+    context = {"session_id": session_id, "source": source, "user_id": claimed_user_id(session)}
+    if session.payment_status in ("paid", "no_payment_required") and session.status == "complete":
+        return fulfil_checkout_session(deps, session, ref)
+    if session.status == "complete":
+        return _change_status(deps, session, ref, PENDING, context)
+    if session.status == "expired":
+        return _change_status(deps, session, ref, EXPIRED, context)
+    log.info("session still open; nothing to do", extra=context)
+    return Outcome("open", session_id, claimed_user_id(session))

@@ -66,14 +66,27 @@ class Alert:
     details: Mapping[str, Any] = field(default_factory=dict)
 
 
+class InvalidCursor(ValueError):
+    pass
+
+
 class LedgerStore(Protocol):
     def credit_purchase(self, request: CreditRequest) -> CreditResult: ...
 
     def change_purchase_status(self, change: StatusChange, alert: Alert | None = None) -> bool:
         """Apply the change if the current status allows it; returns whether it applied."""
 
-    def record_event(self, event_id: str, fields: Mapping[str, Any]) -> None: ...
+    def record_event(self, event_id: str, fields: Mapping[str, Any], alert: Alert | None = None) -> None:
+        """Merge ``fields`` into the event record, and write ``alert`` with it atomically."""
 
     def add_alert(self, alert: Alert) -> None: ...
 
     def ping(self) -> None: ...
+
+    def get_user(self, user_id: str) -> Mapping[str, Any] | None: ...
+
+    def get_purchase(self, session_id: str) -> Mapping[str, Any] | None: ...
+
+    def list_entries(self, user_id: str, limit: int, after_id: str | None) -> tuple[list[dict], str | None]:
+        """The user's ledger, newest first; ``after_id`` is the last id of the previous page.
+        Raises InvalidCursor if it is not one of the user's entries."""

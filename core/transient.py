@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from google.api_core import exceptions as gexc
+import stripe
 from redis import exceptions as rexc
 
 from core.errors import TransientError
@@ -12,6 +13,7 @@ _TRANSIENT = (
     gexc.ResourceExhausted, gexc.RetryError, gexc.Unknown,
     rexc.ConnectionError, rexc.TimeoutError, rexc.BusyLoadingError, rexc.TryAgainError,
     ConnectionError, TimeoutError,
+    stripe.APIConnectionError, stripe.RateLimitError,
 )
 
 
@@ -37,6 +39,8 @@ def is_transient(exc: BaseException) -> bool:
 
 def _is_transient_one(exc: BaseException) -> bool:
     if isinstance(exc, _TRANSIENT):
+        return True
+    if isinstance(exc, stripe.APIError) and (exc.http_status or 500) >= 500:
         return True
     # A soft time limit (a hung call) is raised by the task runner; it is named, not imported,
     # because core does not depend on Celery.

@@ -1,7 +1,8 @@
 """Purchase velocity: sliding windows of fulfilled purchases per user, kept in Redis.
 
 One sorted set per user (member: checkout session id, score: milliseconds). Recording a
-purchase and reading both windows is one round trip (a Lua script). The same session
+purchase, releasing its checkout reservation (core.purchase_gate) and reading both windows
+is one round trip (a Lua script). The same session
 recorded twice counts once, so redelivered events do not inflate the count.
 """
 from __future__ import annotations
@@ -14,10 +15,11 @@ HOUR_MS = 3600 * 1000
 DAY_MS = 24 * HOUR_MS
 
 _RECORD = """
-local key, member = KEYS[1], ARGV[1]
+local key, held, member = KEYS[1], KEYS[2], ARGV[1]
 local now, hour, day = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 redis.call('ZREMRANGEBYSCORE', key, '-inf', now - day)
 local added = redis.call('ZADD', key, 'NX', now, member)
+redis.call('ZREM', held, member)  -- a paid checkout is no longer an open reservation
 redis.call('PEXPIRE', key, day)
 return {redis.call('ZCOUNT', key, now - hour, '+inf'), redis.call('ZCARD', key), added}
 """
@@ -34,5 +36,6 @@ class Velocity:
 
 
 def record_purchase(redis, user_id: str, session_id: str, now_ms: int) -> Velocity:
-    hour, day, added = redis.eval(_RECORD, 1, redis_keys.velocity(user_id), session_id, now_ms, HOUR_MS, DAY_MS)
+    hour, day, added = redis.eval(_RECORD, 2, redis_keys.velocity(user_id), redis_keys.reservations(user_id),
+                                  session_id, now_ms, HOUR_MS, DAY_MS)
     return Velocity(int(hour), int(day), bool(int(added)))

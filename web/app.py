@@ -1,16 +1,13 @@
 """The Flask application factory. Gunicorn calls ``create_app()`` in each worker process."""
 from __future__ import annotations
 
-import logging
-
 from flask import Flask, jsonify, request
 
 from core import webhook_ingress
 from core.bootstrap import bootstrap
 from core.deps import Deps
-from core.errors import EnqueueFailed, WebhookRefused
-
-log = logging.getLogger("tokenbank.web")
+from web import api, pages, webhooks
+from web.security import install_headers
 
 
 def create_app(deps: Deps | None = None, queue=None) -> Flask:
@@ -21,48 +18,33 @@ def create_app(deps: Deps | None = None, queue=None) -> Flask:
 
         queue = CeleryEventQueue(create_celery(deps.settings))
     app = Flask(__name__)
-    app.config["TOKENBANK_DEPS"] = deps
-    refusal_alert = webhook_ingress.signature_alert(deps)
-    max_body = deps.settings.webhook_max_body_bytes
+    app.config.update(
+        TOKENBANK_DEPS=deps,
+        TOKENBANK_QUEUE=queue,
+        TOKENBANK_REFUSAL_ALERT=webhook_ingress.signature_alert(deps),
+        MAX_CONTENT_LENGTH=max(deps.settings.webhook_max_body_bytes, api.MAX_JSON_BYTES) + 1024,
+        SEND_FILE_MAX_AGE_DEFAULT=300,
+    )
+    app.register_blueprint(webhooks.bp)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(pages.bp)
+    install_headers(app, deps.settings)
 
-    @app.post("/api/stripe/webhook")
-    def stripe_webhook():
-        length = request.content_length
-        if length is not None and length > max_body:
-            refusal_alert("body too large")
-            return jsonify(error="body too large", limit=max_body), 413
-        body = request.stream.read(max_body + 1)
-        try:
-            received = webhook_ingress.receive(deps, queue, body, request.headers.get("Stripe-Signature"),
-                                               refusal_alert)
-        except WebhookRefused as refused:
-            return jsonify(error=refused.reason), refused.status
-        except EnqueueFailed:
-            return jsonify(error="temporarily unable to accept the event; retry"), 503, {"Retry-After": "5"}
-        return jsonify(received=True, id=received.event_id, handled=received.handled), 200
-
-    @app.get("/healthz")
-    def healthz():
-        return jsonify(status="ok")
-
-    @app.get("/readyz")
-    def readyz():
-        checks = {}
-        for name, probe in (("redis", deps.redis.ping), ("firestore", deps.store.ping), ("broker", queue.ping)):
-            try:
-                probe()
-                checks[name] = "ok"
-            except Exception as exc:
-                checks[name] = f"unavailable: {type(exc).__name__}"
-        ready = all(v == "ok" for v in checks.values())
-        return jsonify(status="ready" if ready else "not ready", checks=checks), 200 if ready else 503
+    def wants_json() -> bool:
+        return request.path.startswith("/api/") or request.path in ("/healthz", "/readyz")
 
     @app.errorhandler(404)
     def not_found(_):
-        return jsonify(error="not found"), 404
+        if wants_json():
+            return jsonify(error="not_found"), 404
+        return pages._page("message.html", 404, title="Not found", message="There is no page at this address.")
 
     @app.errorhandler(405)
     def method_not_allowed(_):
-        return jsonify(error="method not allowed"), 405
+        return jsonify(error="method_not_allowed"), 405
+
+    @app.errorhandler(413)
+    def too_large(_):
+        return jsonify(error="too_large"), 413
 
     return app

@@ -21,3 +21,6 @@ class CeleryEventQueue:
     def ping(self) -> None:
         with self.celery.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=2)
+
+    def request_fulfilment(self, session_id: str, source: str) -> None:
+        self.celery.send_task(task_names.FULFIL_CHECKOUT_SESSION, args=[session_id, source], queue=task_names.QUEUE)

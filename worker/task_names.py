@@ -2,3 +2,4 @@
 PROCESS_STRIPE_EVENT = "tokenbank.stripe.process_event"
 RECORD_IGNORED_EVENT = "tokenbank.stripe.record_ignored_event"
 QUEUE = "tokenbank"
+FULFIL_CHECKOUT_SESSION = "tokenbank.checkout.fulfil_session"

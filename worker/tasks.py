@@ -5,7 +5,7 @@ Arguments are JSON primitives (ids and the verified event body as a string).
 from __future__ import annotations
 
 from core.dead_letters import dead_letter_event
-from core.fulfilment import process_stripe_event
+from core.fulfilment import fulfil_session_by_id, process_stripe_event
 from worker import task_names
 from worker.base_task import MoneyTask
 from worker.celery_app import app
@@ -28,4 +28,14 @@ def record_ignored_event_task(self, event_id: str, event_type: str) -> None:
         lambda: deps().store.record_event(event_id, {"type": event_type, "status": "ignored"}),
         lambda exc, attempts: None,
         {"event_id": event_id, "event_type": event_type},
+    )
+
+
+@app.task(name=task_names.FULFIL_CHECKOUT_SESSION, bind=True, base=MoneyTask)
+def fulfil_checkout_session_task(self, session_id: str, source: str) -> dict:
+    """The success page's (and reconciliation's) request: fulfil from what Stripe says."""
+    return self.run_guarded(
+        lambda: fulfil_session_by_id(deps(), session_id, source).as_dict(),
+        lambda exc, attempts: None,  # nothing to dead-letter: the webhook and reconciliation still cover it
+        {"session_id": session_id, "source": source},
     )

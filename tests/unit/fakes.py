@@ -134,10 +134,12 @@ class FakeLedgerStore:
         self._commit(pending)
         return allowed
 
-    def record_event(self, event_id: str, fields: Mapping[str, Any]) -> None:
+    def record_event(self, event_id: str, fields: Mapping[str, Any], alert: Alert | None = None) -> None:
         self._maybe_fail("record_event")
         pending: list[Callable[[], None]] = []
         self._write_event(event_id, dict(fields), pending)
+        if alert is not None:
+            self._write_alert(alert, pending)
         self._commit(pending)
 
     def add_alert(self, alert: Alert) -> None:
@@ -145,6 +147,28 @@ class FakeLedgerStore:
         pending: list[Callable[[], None]] = []
         self._write_alert(alert, pending)
         self._commit(pending)
+
+    def get_user(self, user_id: str) -> Mapping[str, Any] | None:
+        self._maybe_fail("get_user")
+        return copy.deepcopy(self.users.get(user_id))
+
+    def get_purchase(self, session_id: str) -> Mapping[str, Any] | None:
+        self._maybe_fail("get_purchase")
+        return copy.deepcopy(self.purchases.get(session_id))
+
+    def list_entries(self, user_id: str, limit: int, after_id: str | None) -> tuple[list[dict], str | None]:
+        from core.store import InvalidCursor
+
+        self._maybe_fail("list_entries")
+        mine = [{"id": k, **v} for k, v in self.ledger.items() if v["userId"] == user_id]
+        mine.reverse()  # newest first: entries are appended in commit order
+        if after_id is not None:
+            ids = [e["id"] for e in mine]
+            if after_id not in ids:
+                raise InvalidCursor("cursor is not one of this user's ledger entries")
+            mine = mine[ids.index(after_id) + 1:]
+        page = mine[:limit]
+        return copy.deepcopy(page), (page[-1]["id"] if len(mine) > limit else None)
 
     def ping(self) -> None:
         self._maybe_fail("ping")

@@ -12,6 +12,8 @@ PRODUCTION = {
     "GOOGLE_CLOUD_PROJECT": "tokenbank-prod",
     "REDIS_URL": "redis://10.0.0.3:6379/0",
     "K_SERVICE": "tokenbank-web",
+    "PUBLIC_BASE_URL": "https://tokens.example.com",
+    "FIREBASE_WEB_API_KEY": "AIza-unit-test-key",
 }
 
 
@@ -143,3 +145,18 @@ def test_day_limit_below_hour_limit_is_refused():
     assert load_settings({"PURCHASE_LIMIT_PER_HOUR": "5", "PURCHASE_LIMIT_PER_DAY": "5"}).purchases_per_day == 5
     with pytest.raises(ConfigError, match="PURCHASE_LIMIT_PER_DAY"):
         load_settings({"PURCHASE_LIMIT_PER_HOUR": "6", "PURCHASE_LIMIT_PER_DAY": "5"})
+
+
+@pytest.mark.parametrize("changes,needle", [
+    ({"FIREBASE_AUTH_EMULATOR_HOST": "127.0.0.1:9099"}, "FIREBASE_AUTH_EMULATOR_HOST"),
+    ({"FIREBASE_WEB_API_KEY": None}, "FIREBASE_WEB_API_KEY"),
+    ({"PUBLIC_BASE_URL": "http://tokens.example.com"}, "https"),
+    ({"PUBLIC_BASE_URL": None}, "PUBLIC_BASE_URL"),
+])
+def test_production_refuses_the_auth_emulator_and_insecure_public_urls(changes, needle):
+    with pytest.raises(ConfigError, match=needle):
+        load_settings(production(**changes))
+
+
+def test_public_base_url_defaults_to_the_local_port():
+    assert load_settings({"PORT": "8123"}).public_base_url == "http://127.0.0.1:8123"

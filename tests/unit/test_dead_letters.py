@@ -22,14 +22,19 @@ def test_dead_letter_is_stored_on_the_event_record_with_an_alert(deps, store, re
     assert redis.llen(redis_keys.DEAD_LETTER_SPOOL) == 0
 
 
+def test_the_dead_letter_and_its_alert_are_one_write(deps, store):
+    store.fail["add_alert"] = ServiceUnavailable("a separate alert write would fail")
+    assert dead_letter_event(deps, "evt_1", "checkout.session.completed", PAYLOAD, RuntimeError("x"), 1) == "firestore"
+    assert store.alerts["dead_letter_evt_1"]["details"]["stripeEventId"] == "evt_1"
+
+
 def test_long_errors_are_cut_to_2000_characters(deps, store):
     dead_letter_event(deps, "evt_1", "checkout.session.completed", PAYLOAD, RuntimeError("x" * 5000), 1)
     assert len(store.events["evt_1"]["error"]) == 2000
 
 
-@pytest.mark.parametrize("failing", ["record_event", "add_alert"])
-def test_when_the_store_fails_the_dead_letter_is_spooled_to_redis(deps, store, redis, failing):
-    store.fail[failing] = ServiceUnavailable("firestore down")
+def test_when_the_store_fails_the_dead_letter_is_spooled_to_redis(deps, store, redis):
+    store.fail["record_event"] = ServiceUnavailable("firestore down")
     where = dead_letter_event(deps, "evt_1", "checkout.session.completed", PAYLOAD, ServiceUnavailable("x"), 9)
     assert where == "redis"
     (spooled,) = redis.lrange(redis_keys.DEAD_LETTER_SPOOL, 0, -1)

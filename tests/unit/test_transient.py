@@ -32,3 +32,13 @@ def test_busy_or_unreachable_services_are_transient(exc):
 ], ids=lambda e: type(e).__name__)
 def test_permanent_errors_are_not_transient(exc):
     assert not is_transient(exc)
+
+
+def test_stripe_outages_are_transient_and_its_refusals_are_not():
+    import stripe
+
+    assert is_transient(stripe.APIConnectionError("down"))
+    assert is_transient(stripe.RateLimitError("slow down", http_status=429))
+    assert is_transient(stripe.APIError("oops", http_status=503))
+    assert not is_transient(stripe.InvalidRequestError("No such checkout.session", "id", http_status=404))
+    assert not is_transient(stripe.AuthenticationError("bad key", http_status=401))

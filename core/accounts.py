@@ -1,0 +1,89 @@
+"""What a signed-in user may see and ask for: balance, ledger, their purchases."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Mapping
+
+from core import redis_keys
+from core.checkout_service import InvalidRequest, RateLimited
+from core.deps import Deps
+from core.errors import EnqueueFailed
+from core.ids import is_valid_doc_id
+from core.store import InvalidCursor
+
+TOTALS = ("tokenBalance", "totalTokensPurchased", "totalTokensEarned", "totalTokensSpent")
+PAGE_DEFAULT, PAGE_MAX = 20, 100
+ENTRY_FIELDS = ("type", "amount", "balanceAfter", "createdAt", "packageId", "checkoutSessionId", "reason")
+PURCHASE_FIELDS = ("status", "packageId", "tokens", "amountPaid", "currency", "reason", "createdAt", "fulfilledAt")
+
+
+def _plain(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def balance(deps: Deps, user_id: str) -> dict:
+    user = deps.store.get_user(user_id) or {}
+    return {"userId": user_id, **{name: int(user.get(name) or 0) for name in TOTALS}}
+
+
+def parse_page_args(limit: object, cursor: object) -> tuple[int, str | None]:
+    if limit in (None, ""):
+        size = PAGE_DEFAULT
+    else:
+        try:
+            size = int(limit)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise InvalidRequest(f"limit must be an integer from 1 to {PAGE_MAX}", "limit") from None
+        if not 1 <= size <= PAGE_MAX:
+            raise InvalidRequest(f"limit must be an integer from 1 to {PAGE_MAX}", "limit")
+    if cursor in (None, ""):
+        return size, None
+    if not is_valid_doc_id(cursor):
+        raise InvalidRequest("cursor is not valid", "cursor")
+    return size, cursor  # type: ignore[return-value]
+
+
+def transactions(deps: Deps, user_id: str, limit: object = None, cursor: object = None) -> dict:
+    size, after = parse_page_args(limit, cursor)
+    try:
+        entries, next_cursor = deps.store.list_entries(user_id, size, after)
+    except InvalidCursor:
+        raise InvalidRequest("cursor is not valid", "cursor") from None
+    return {"entries": [{"id": e["id"], **{k: _plain(e.get(k)) for k in ENTRY_FIELDS if e.get(k) is not None}}
+                        for e in entries],
+            "nextCursor": next_cursor}
+
+
+def valid_session_id(session_id: object) -> bool:
+    return isinstance(session_id, str) and session_id.startswith("cs_") and len(session_id) <= 255 \
+        and is_valid_doc_id(session_id)
+
+
+def purchase_status(deps: Deps, user_id: str, session_id: object) -> dict | None:
+    """The purchase if it exists and is this user's; None otherwise (never another user's)."""
+    if not valid_session_id(session_id):
+        raise InvalidRequest("session_id is not a Checkout Session id", "session_id")
+    purchase: Mapping[str, Any] | None = deps.store.get_purchase(session_id)  # type: ignore[arg-type]
+    if purchase is None or purchase.get("userId") != user_id:
+        return None
+    return {"sessionId": session_id, **{k: _plain(purchase.get(k)) for k in PURCHASE_FIELDS if k in purchase}}
+
+
+def request_confirmation(deps: Deps, queue, user_id: str, session_id: object) -> None:
+    """The success page asks the workers to fulfil from what Stripe says (idempotent).
+
+    Bounded per user so the endpoint cannot be used to make us call Stripe without limit.
+    """
+    if not valid_session_id(session_id):
+        raise InvalidRequest("session_id is not a Checkout Session id", "session_id")
+    key = redis_keys.success_checks(user_id)
+    pipe = deps.redis.pipeline(transaction=False)
+    pipe.incr(key)
+    pipe.expire(key, 60, nx=True)
+    count = int(pipe.execute()[0])
+    if count > deps.settings.confirmations_per_minute:
+        raise RateLimited(int(deps.redis.ttl(key)) or 60, "Too many status checks; please wait a minute.")
+    try:
+        queue.request_fulfilment(session_id, "success_page")
+    except Exception as exc:
+        raise EnqueueFailed(str(exc)) from exc

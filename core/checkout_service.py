@@ -1,0 +1,105 @@
+"""Starting a purchase: the gate, then a Stripe Checkout Session built from the catalog.
+
+Price, tokens and currency come from the catalog, never from the client. The session
+carries the user and package in ``client_reference_id`` and ``metadata``, and the same
+metadata on its PaymentIntent so refunds and disputes map back to the purchase.
+"""
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+
+from core import purchase_gate
+from core.deps import Deps
+from core.ids import is_valid_doc_id
+
+log = logging.getLogger("tokenbank.checkout")
+
+SESSION_LIFETIME_SECONDS = 31 * 60  # Stripe's minimum expires_at is 30 minutes ahead
+MAX_CLIENT_KEY_CHARS = 64
+
+
+class InvalidRequest(Exception):
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class RateLimited(Exception):
+    def __init__(self, retry_after_seconds: int, message: str):
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
+        self.message = message
+
+
+class PaymentProviderError(Exception):
+    """Stripe did not create the session; nothing was reserved."""
+
+
+@dataclass(frozen=True)
+class CheckoutStarted:
+    session_id: str
+    url: str
+    expires_at: int
+
+
+def _human_wait(seconds: int) -> str:
+    minutes = (seconds + 59) // 60
+    if minutes < 60:
+        return f"{minutes} minute{'s' if minutes != 1 else ''}"
+    hours = (minutes + 59) // 60
+    return f"{hours} hour{'s' if hours != 1 else ''}"
+
+
+def start_checkout(deps: Deps, user_id: str, package_id: object, client_key: object = None) -> CheckoutStarted:
+    settings = deps.settings
+    package = deps.catalog.get(package_id)
+    if package is None:
+        raise InvalidRequest(f"unknown package {package_id!r}; choose one of "
+                             f"{', '.join(p.id for p in deps.catalog.packages)}", "packageId")
+    if client_key is None:
+        client_key = secrets.token_hex(16)
+    if not isinstance(client_key, str) or not client_key or len(client_key) > MAX_CLIENT_KEY_CHARS \
+            or not is_valid_doc_id(client_key):
+        raise InvalidRequest("Idempotency-Key must be 1-64 printable characters", "Idempotency-Key")
+    now = deps.clock()
+    expires_at = int(now) + SESSION_LIFETIME_SECONDS
+    placeholder = f"pending:{client_key}"
+    decision = purchase_gate.reserve(deps.redis, user_id, placeholder, int(now * 1000), expires_at * 1000,
+                                     settings.purchases_per_hour, settings.purchases_per_day)
+    if not decision.allowed:
+        log.warning("purchase gate refused checkout", extra={"user_id": user_id, "last_hour": decision.last_hour,
+                                                             "last_day": decision.last_day})
+        limit = (f"{settings.purchases_per_hour} purchases per hour"
+                 if decision.last_hour >= settings.purchases_per_hour else f"{settings.purchases_per_day} per day")
+        raise RateLimited(decision.retry_after_seconds,
+                          f"You have reached the limit of {limit} (open checkouts count until they expire). "
+                          f"Please try again in {_human_wait(decision.retry_after_seconds)}.")
+    metadata = {"userId": user_id, "packageId": package.id, "tokens": str(package.tokens)}
+    base = settings.public_base_url.rstrip("/")
+    params = {
+        "mode": "payment",
+        "line_items": [{"quantity": 1, "price_data": {
+            "currency": package.currency, "unit_amount": package.price_cents,
+            "product_data": {"name": f"{package.name}: {package.tokens} tokens"}}}],
+        "client_reference_id": user_id,
+        "metadata": metadata,
+        "payment_intent_data": {"metadata": metadata},
+        "success_url": f"{base}/purchase/success?session_id={{CHECKOUT_SESSION_ID}}",
+        "cancel_url": f"{base}/purchase/cancel?package={package.id}",
+        "expires_at": expires_at,
+    }
+    try:
+        session = deps.stripe.v1.checkout.sessions.create(
+            params=params, options={"idempotency_key": f"checkout:{user_id}:{client_key}"})
+    except Exception as exc:
+        purchase_gate.release(deps.redis, user_id, placeholder)
+        log.error("stripe refused checkout session: %s", exc, extra={"user_id": user_id})
+        raise PaymentProviderError(str(exc)) from exc
+    session_expires = int(session["expires_at"] or expires_at)
+    purchase_gate.confirm(deps.redis, user_id, placeholder, session["id"], session_expires * 1000)
+    log.info("checkout session created", extra={"user_id": user_id, "session_id": session["id"],
+                                                "package_id": package.id})
+    return CheckoutStarted(session["id"], session["url"], session_expires)

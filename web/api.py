@@ -1,0 +1,109 @@
+"""The signed-in user's API: start a checkout, read balance, ledger and purchases."""
+from __future__ import annotations
+
+import json
+
+from flask import Blueprint, current_app, g, jsonify, request
+
+from core import accounts
+from core.errors import EnqueueFailed
+from core.checkout_service import InvalidRequest, PaymentProviderError, RateLimited, start_checkout
+from web.security import signed_in
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+MAX_JSON_BYTES = 4096
+
+
+def _deps():
+    return current_app.config["TOKENBANK_DEPS"]
+
+
+def _json_body() -> dict:
+    if request.content_length is not None and request.content_length > MAX_JSON_BYTES:
+        raise _TooLarge()
+    if not request.is_json:
+        raise InvalidRequest("send a JSON object with Content-Type: application/json")
+    body = request.get_data(cache=False)
+    if len(body) > MAX_JSON_BYTES:
+        raise _TooLarge()
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise InvalidRequest("body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise InvalidRequest("body must be a JSON object")
+    return data
+
+
+class _TooLarge(Exception):
+    pass
+
+
+@bp.errorhandler(InvalidRequest)
+def invalid(exc: InvalidRequest):
+    return jsonify(error="invalid_request", message=exc.message, field=exc.field), 400
+
+
+@bp.errorhandler(_TooLarge)
+def too_large(_):
+    return jsonify(error="too_large", message=f"request body over {MAX_JSON_BYTES} bytes"), 413
+
+
+@bp.errorhandler(RateLimited)
+def rate_limited(exc: RateLimited):
+    return (jsonify(error="rate_limited", message=exc.message, retryAfterSeconds=exc.retry_after_seconds), 429,
+            {"Retry-After": str(exc.retry_after_seconds)})
+
+
+@bp.errorhandler(EnqueueFailed)
+def enqueue_failed(_):
+    return jsonify(error="unavailable", message="Please try again in a moment."), 503, {"Retry-After": "5"}
+
+
+@bp.errorhandler(PaymentProviderError)
+def provider_error(_):
+    return jsonify(error="payment_provider_unavailable",
+                   message="Checkout is unavailable right now; nothing was charged. Please try again."), 502
+
+
+@bp.post("/checkout")
+@signed_in
+def checkout():
+    body = _json_body()
+    unknown = set(body) - {"packageId"}
+    if unknown:
+        raise InvalidRequest(f"unknown field(s): {', '.join(sorted(map(str, unknown)))}")
+    if "packageId" not in body:
+        raise InvalidRequest("packageId is required", "packageId")
+    if not isinstance(body["packageId"], str):
+        raise InvalidRequest("packageId must be a string", "packageId")
+    started = start_checkout(_deps(), g.uid, body["packageId"], request.headers.get("Idempotency-Key"))
+    return jsonify(sessionId=started.session_id, url=started.url, expiresAt=started.expires_at)
+
+
+@bp.get("/tokens/balance")
+@signed_in
+def balance():
+    return jsonify(accounts.balance(_deps(), g.uid))
+
+
+@bp.get("/tokens/transactions")
+@signed_in
+def transactions():
+    return jsonify(accounts.transactions(_deps(), g.uid, request.args.get("limit"), request.args.get("cursor")))
+
+
+@bp.get("/purchases/<session_id>")
+@signed_in
+def purchase(session_id: str):
+    found = accounts.purchase_status(_deps(), g.uid, session_id)
+    if found is None:
+        return jsonify(error="not_found", message="no such purchase for this account"), 404
+    return jsonify(found | {"balance": accounts.balance(_deps(), g.uid)["tokenBalance"]})
+
+
+@bp.post("/purchases/<session_id>/confirm")
+@signed_in
+def confirm(session_id: str):
+    accounts.request_confirmation(_deps(), current_app.config["TOKENBANK_QUEUE"], g.uid, session_id)
+    return jsonify(accepted=True), 202

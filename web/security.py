@@ -1,0 +1,62 @@
+"""Security headers on every response, and the bearer-token guard for the user API."""
+from __future__ import annotations
+
+from functools import wraps
+from urllib.parse import urlparse
+
+from flask import current_app, g, jsonify, request
+
+from core.auth import Unauthorized, user_from_authorization
+
+
+def auth_origin(settings) -> str:
+    """Where the browser signs in: the Auth emulator locally, Google's Identity Toolkit in production."""
+    if settings.firebase_auth_emulator_host:
+        return f"http://{settings.firebase_auth_emulator_host}"
+    return "https://identitytoolkit.googleapis.com https://securetoken.googleapis.com"
+
+
+def content_security_policy(settings) -> str:
+    return "; ".join([
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        f"connect-src 'self' {auth_origin(settings)}",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+        "base-uri 'none'",
+        "object-src 'none'",
+    ])
+
+
+def install_headers(app, settings) -> None:
+    csp = content_security_policy(settings)
+    https = urlparse(settings.public_base_url).scheme == "https"
+
+    @app.after_request
+    def headers(response):
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()")
+        if response.mimetype == "text/html":
+            response.headers.setdefault("Content-Security-Policy", csp)
+        if request.path.startswith("/api/"):
+            response.headers.setdefault("Cache-Control", "no-store")
+        if https:
+            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+        return response
+
+
+def signed_in(view):
+    """Require a valid Firebase ID token; the uid is in ``g.uid``. Anything else: 401."""
+    @wraps(view)
+    def guarded(*args, **kwargs):
+        deps = current_app.config["TOKENBANK_DEPS"]
+        try:
+            g.uid = user_from_authorization(deps.verify_id_token, request.headers.get("Authorization"))
+        except Unauthorized as exc:
+            return jsonify(error="unauthorized", message=exc.reason), 401, {"WWW-Authenticate": 'Bearer realm="tokenbank"'}
+        return view(*args, **kwargs)
+    return guarded

@@ -1,0 +1,182 @@
+// tokenbank purchase page: Firebase Auth over its REST API, then tokenbank's own API.
+// No framework, no inline script (the Content-Security-Policy allows only this file).
+"use strict";
+
+const cfg = document.body.dataset;
+const STORE = "tokenbank.auth";
+
+function $(id) { return document.getElementById(id); }
+function show(el, on = true) { if (el) el.hidden = !on; }
+function say(el, text) { if (el) { el.textContent = text; show(el, !!text); } }
+
+function session() {
+  try { return JSON.parse(localStorage.getItem(STORE)) || null; } catch { return null; }
+}
+function saveSession(s) { localStorage.setItem(STORE, JSON.stringify(s)); }
+function signOut() { localStorage.removeItem(STORE); location.assign("/buy-tokens"); }
+
+async function authCall(path, body) {
+  const base = path.startsWith("token") ? cfg.tokenBase : cfg.authBase;
+  const res = await fetch(`${base}/${path}?key=${encodeURIComponent(cfg.apiKey)}`, {
+    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+  });
+  const data = await res.json().catch(() => ({}));
+  if (!res.ok) {
+    const code = (data.error && data.error.message) || `HTTP ${res.status}`;
+    throw new Error(friendlyAuthError(code));
+  }
+  return data;
+}
+
+function friendlyAuthError(code) {
+  if (code.startsWith("EMAIL_EXISTS")) return "An account with this email already exists. Sign in instead.";
+  if (code.startsWith("EMAIL_NOT_FOUND") || code.startsWith("INVALID_PASSWORD") ||
+      code.startsWith("INVALID_LOGIN_CREDENTIALS")) return "Wrong email or password.";
+  if (code.startsWith("WEAK_PASSWORD")) return "Choose a password of at least 6 characters.";
+  if (code.startsWith("INVALID_EMAIL")) return "That email address does not look right.";
+  return `Sign-in failed (${code}).`;
+}
+
+async function signIn(email, password, create) {
+  const data = await authCall(create ? "accounts:signUp" : "accounts:signInWithPassword",
+                              { email, password, returnSecureToken: true });
+  saveSession({ idToken: data.idToken, refreshToken: data.refreshToken, uid: data.localId, email: data.email,
+                expiresAt: Date.now() + Number(data.expiresIn || 3600) * 1000 });
+}
+
+async function refresh() {
+  const s = session();
+  if (!s || !s.refreshToken) return false;
+  try {
+    const data = await authCall("token", { grant_type: "refresh_token", refresh_token: s.refreshToken });
+    saveSession({ ...s, idToken: data.id_token, refreshToken: data.refresh_token,
+                  expiresAt: Date.now() + Number(data.expires_in || 3600) * 1000 });
+    return true;
+  } catch { return false; }
+}
+
+async function api(path, options = {}, retried = false) {
+  const s = session();
+  if (s && s.expiresAt - Date.now() < 60000 && !retried) await refresh();
+  const headers = { ...(options.headers || {}), Authorization: `Bearer ${(session() || {}).idToken || ""}` };
+  const res = await fetch(path, { ...options, headers });
+  if (res.status === 401 && !retried && await refresh()) return api(path, options, true);
+  if (res.status === 401) { localStorage.removeItem(STORE); }
+  return res;
+}
+
+async function showBalance() {
+  const res = await api("/api/tokens/balance");
+  if (!res.ok) return null;
+  const data = await res.json();
+  say($("balance"), String(data.tokenBalance));
+  show($("balance-box"));
+  return data.tokenBalance;
+}
+
+async function showLedger() {
+  const res = await api("/api/tokens/transactions?limit=10");
+  if (!res.ok) return;
+  const list = $("ledger");
+  list.replaceChildren();
+  for (const e of (await res.json()).entries) {
+    const li = document.createElement("li");
+    const sign = e.amount > 0 ? "+" : "";
+    li.textContent = `${sign}${e.amount} · ${e.type}${e.packageId ? ` (${e.packageId})` : ""} · balance ${e.balanceAfter}`;
+    list.append(li);
+  }
+}
+
+function showIdentity() {
+  const s = session();
+  if (!s) return false;
+  say($("who"), s.email || s.uid);
+  show($("sign-out"));
+  return true;
+}
+
+async function buy(packageId, button) {
+  say($("buy-error"), "");
+  button.disabled = true;
+  try {
+    const res = await api("/api/checkout", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "Idempotency-Key": crypto.randomUUID() },
+      body: JSON.stringify({ packageId }),
+    });
+    const data = await res.json().catch(() => ({}));
+    if (res.ok && data.url) { location.assign(data.url); return; }
+    if (res.status === 401) { say($("buy-error"), "Please sign in again."); setTimeout(signOut, 1500); return; }
+    say($("buy-error"), data.message || `Checkout failed (HTTP ${res.status}).`);
+  } catch (err) {
+    say($("buy-error"), "Network error; nothing was charged. Please try again.");
+  } finally {
+    button.disabled = false;
+  }
+}
+
+function buyPage() {
+  if (!showIdentity()) {
+    show($("signin"));
+    const form = $("signin-form");
+    const submit = async (create) => {
+      say($("signin-error"), "");
+      if (!form.reportValidity()) return;
+      try { await signIn($("email").value.trim(), $("password").value, create); location.reload(); }
+      catch (err) { say($("signin-error"), err.message); }
+    };
+    form.addEventListener("submit", (ev) => { ev.preventDefault(); submit(false); });
+    $("signup-button").addEventListener("click", () => submit(true));
+    return;
+  }
+  show($("shop"));
+  for (const button of document.querySelectorAll("button.buy")) {
+    button.addEventListener("click", () => buy(button.dataset.package, button));
+  }
+  showBalance();
+  showLedger();
+}
+
+const STATUS_TEXT = {
+  pending: "Your payment is processing. Tokens arrive as soon as the bank confirms it.",
+  rejected: "This purchase could not be matched to a package. Nothing was credited; support has been alerted.",
+  failed: "The payment failed. Nothing was charged.",
+  expired: "This checkout expired. Nothing was charged.",
+};
+
+async function successPage() {
+  const sid = cfg.sessionId;
+  const status = $("status");
+  if (!showIdentity()) { say(status, "Payment received."); show($("signin-hint")); return; }
+  await api(`/api/purchases/${encodeURIComponent(sid)}/confirm`, { method: "POST" });
+  const started = Date.now();
+  let lastConfirm = started;
+  while (Date.now() - started < 120000) {
+    const res = await api(`/api/purchases/${encodeURIComponent(sid)}`);
+    if (res.ok) {
+      const p = await res.json();
+      status.dataset.status = p.status;
+      if (p.status === "fulfilled") {
+        say(status, `${p.tokens} tokens added. Your balance is ${p.balance} tokens.`);
+        say($("balance"), String(p.balance));
+        show($("balance-box"));
+        return;
+      }
+      if (STATUS_TEXT[p.status]) say(status, STATUS_TEXT[p.status]);
+      if (p.status !== "pending") return;
+    } else if (res.status === 401) {
+      say(status, "Please sign in again to see this purchase."); return;
+    }
+    if (Date.now() - lastConfirm > 5000) {
+      lastConfirm = Date.now();
+      await api(`/api/purchases/${encodeURIComponent(sid)}/confirm`, { method: "POST" });
+    }
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  say(status, "Still confirming. Your tokens will appear shortly; you can leave this page.");
+}
+
+$("sign-out") && $("sign-out").addEventListener("click", signOut);
+if (cfg.page === "buy") buyPage();
+else if (cfg.page === "success") successPage();
+else showIdentity() && showBalance();

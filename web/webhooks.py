@@ -1,0 +1,47 @@
+"""Stripe webhook ingress and health probes: verify, enqueue, answer."""
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify, request
+
+from core import webhook_ingress
+from core.errors import EnqueueFailed, WebhookRefused
+
+bp = Blueprint("webhooks", __name__)
+
+
+@bp.post("/api/stripe/webhook")
+def stripe_webhook():
+    deps, queue = current_app.config["TOKENBANK_DEPS"], current_app.config["TOKENBANK_QUEUE"]
+    refusal_alert = current_app.config["TOKENBANK_REFUSAL_ALERT"]
+    max_body = deps.settings.webhook_max_body_bytes
+    length = request.content_length
+    if length is not None and length > max_body:
+        refusal_alert("body too large")
+        return jsonify(error="body too large", limit=max_body), 413
+    body = request.stream.read(max_body + 1)
+    try:
+        received = webhook_ingress.receive(deps, queue, body, request.headers.get("Stripe-Signature"), refusal_alert)
+    except WebhookRefused as refused:
+        return jsonify(error=refused.reason), refused.status
+    except EnqueueFailed:
+        return jsonify(error="temporarily unable to accept the event; retry"), 503, {"Retry-After": "5"}
+    return jsonify(received=True, id=received.event_id, handled=received.handled), 200
+
+
+@bp.get("/healthz")
+def healthz():
+    return jsonify(status="ok")
+
+
+@bp.get("/readyz")
+def readyz():
+    deps, queue = current_app.config["TOKENBANK_DEPS"], current_app.config["TOKENBANK_QUEUE"]
+    checks = {}
+    for name, probe in (("redis", deps.redis.ping), ("firestore", deps.store.ping), ("broker", queue.ping)):
+        try:
+            probe()
+            checks[name] = "ok"
+        except Exception as exc:  # a probe reports, it does not fail the request
+            checks[name] = f"unavailable: {type(exc).__name__}"
+    ready = all(v == "ok" for v in checks.values())
+    return jsonify(status="ready" if ready else "not ready", checks=checks), 200 if ready else 503
