@@ -1,6 +1,7 @@
 """What a signed-in user may see and ask for: balance, ledger, their purchases."""
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any, Mapping
 
@@ -54,9 +55,12 @@ def transactions(deps: Deps, user_id: str, limit: object = None, cursor: object 
             "nextCursor": next_cursor}
 
 
+_SESSION_ID = re.compile(r"cs_[A-Za-z0-9_]{1,250}")
+
+
 def valid_session_id(session_id: object) -> bool:
-    return isinstance(session_id, str) and session_id.startswith("cs_") and len(session_id) <= 255 \
-        and is_valid_doc_id(session_id)
+    """The shape of a Stripe Checkout Session id: cs_ and letters, digits, underscores."""
+    return isinstance(session_id, str) and _SESSION_ID.fullmatch(session_id) is not None
 
 
 def purchase_status(deps: Deps, user_id: str, session_id: object) -> dict | None:

@@ -14,7 +14,7 @@ import time
 from urllib.parse import urlparse
 
 from devstack.processes import (
-    ROOT, Service, http_ok, redis_answers, start_firestore, start_http_service, start_redis, start_web,
+    ROOT, Service, http_ok, redis_answers, start_firestore, start_redis, start_sandbox, start_web,
     start_worker, _spawn,
 )
 
@@ -82,12 +82,8 @@ def main() -> int:
 
         port = int(env["PORT"])
         sandbox = urlparse(settings.stripe_api_base or DEFAULTS["STRIPE_API_BASE"])
-        started.append(start_http_service(
-            "stripe-sandbox",
-            [sys.executable, "-m", "sandbox", "--host", sandbox.hostname, "--port", str(sandbox.port),
-             "--webhook-url", f"http://127.0.0.1:{port}/api/stripe/webhook",
-             "--webhook-secret", ",".join(settings.stripe_webhook_secrets)],
-            env, f"{settings.stripe_api_base}/healthz"))
+        started.append(start_sandbox(env, sandbox.port, [f"http://127.0.0.1:{port}/api/stripe/webhook"],
+                                     ",".join(settings.stripe_webhook_secrets), sandbox.hostname))
         print(f"stripe     {settings.stripe_api_base} (local sandbox, pid {started[-1].pid})")
 
         started.append(start_worker(env, concurrency=int(env.get("WORKER_CONCURRENCY", "4"))))

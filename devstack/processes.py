@@ -206,3 +206,17 @@ def start_web(env: dict, port: int, workers: int = 2) -> Service:
     args = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "web" / "gunicorn.conf.py"),
             "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "web.app:create_app()"]
     return start_http_service("web", args, env, f"http://127.0.0.1:{port}/healthz")
+
+
+def start_sandbox(env: dict, port: int | None = None, webhook_urls: list[str] = (), secrets: str = "",
+                  host: str = "127.0.0.1") -> Service:
+    """The local Stripe sandbox (sandbox/), delivering signed webhooks to ``webhook_urls``."""
+    port = port or free_port()
+    args = [sys.executable, "-m", "sandbox", "--host", host, "--port", str(port)]
+    for url in webhook_urls:
+        args += ["--webhook-url", url]
+    if secrets:
+        args += ["--webhook-secret", secrets]
+    service = start_http_service("stripe-sandbox", args, env, f"http://{host}:{port}/healthz")
+    service.address = f"http://{host}:{port}"
+    return service

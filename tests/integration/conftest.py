@@ -52,15 +52,27 @@ def firestore_emulator():
         service.stop()
 
 
-def test_env(redis_host: str, firestore_host: str, **overrides) -> dict:
+@pytest.fixture(scope="session")
+def stripe_sandbox():
+    """The local Stripe sandbox, without webhook delivery (tests post signed events themselves)."""
+    service = processes.start_sandbox(service_env(redis_url="", firestore_host="", project=PROJECT))
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+def integration_env(redis_host: str, firestore_host: str, sandbox_url: str, **overrides) -> dict:
     return service_env(redis_url=f"redis://{redis_host}/{DATA_DB}", firestore_host=firestore_host, project=PROJECT,
-                       CELERY_BROKER_URL=f"redis://{redis_host}/{BROKER_DB}", **overrides)
+                       CELERY_BROKER_URL=f"redis://{redis_host}/{BROKER_DB}", STRIPE_API_BASE=sandbox_url,
+                       FIREBASE_AUTH_EMULATOR_HOST="127.0.0.1:9099", PUBLIC_BASE_URL="http://tokenbank.test",
+                       **overrides)
 
 
 @pytest.fixture(scope="session")
-def settings(redis_host, firestore_emulator):
-    return load_settings(test_env(redis_host, firestore_emulator.address, TASK_RETRY_BACKOFF_SECONDS="0.2",
-                                  TASK_RETRY_BACKOFF_MAX_SECONDS="1"))
+def settings(redis_host, firestore_emulator, stripe_sandbox):
+    return load_settings(integration_env(redis_host, firestore_emulator.address, stripe_sandbox.address,
+                                  TASK_RETRY_BACKOFF_SECONDS="0.2", TASK_RETRY_BACKOFF_MAX_SECONDS="1"))
 
 
 @pytest.fixture(scope="session")
@@ -69,8 +81,8 @@ def deps(settings):
 
 
 @pytest.fixture(scope="session")
-def worker(redis_host, firestore_emulator):
-    env = test_env(redis_host, firestore_emulator.address, TASK_RETRY_BACKOFF_SECONDS="0.2",
+def worker(redis_host, firestore_emulator, stripe_sandbox):
+    env = integration_env(redis_host, firestore_emulator.address, stripe_sandbox.address, TASK_RETRY_BACKOFF_SECONDS="0.2",
                    TASK_RETRY_BACKOFF_MAX_SECONDS="1", TASK_MAX_RETRIES="3", USER_LOCK_WAIT_SECONDS="1")
     service = start_worker(env, concurrency=8)
     try:
