@@ -26,8 +26,7 @@ def create_app() -> Flask:
     def enqueue():
         nonlocal producer
         if producer is None:
-            from bench.noop_celery import STAMP, app as celery_app
-            from worker.task_names import QUEUE
+            from bench.noop_celery import QUEUE, STAMP, app as celery_app
 
             producer = (celery_app, STAMP, QUEUE)
         celery_app, name, queue = producer

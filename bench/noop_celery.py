@@ -1,6 +1,7 @@
 """Baseline Celery tasks, on an app configured exactly like tokenbank's (worker.celery_app.create_celery).
 
-Run: celery -A bench.noop_celery worker -Q tokenbank ...
+Run: celery -A bench.noop_celery worker -Q bench.noop ...  (its own queue: the benchmark keeps
+this worker and tokenbank's idle side by side and alternates between them)
 
 - ``bench.noop(event_id, event_type, payload)``: does nothing; same arguments (and message size)
   as tokenbank.stripe.process_event. The worker-throughput baseline.
@@ -15,6 +16,7 @@ import time
 from core.config import load_settings
 from worker.celery_app import create_celery
 
+QUEUE = "bench.noop"
 NOOP = "bench.noop"
 STAMP = "bench.stamp"
 STAMPS_KEY = "bench:stamps"

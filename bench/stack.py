@@ -168,12 +168,13 @@ class CpuMeter:
     """CPU seconds used by named process trees between ``start`` and ``stop``."""
 
     def __init__(self, roots: dict[str, int]):
+        """roots: name -> PID of a process tree; a negative PID counts that one process alone."""
         self.roots = {k: v for k, v in roots.items() if v}
         self.before: dict[str, float] = {}
         self.wall = 0.0
 
     def _sample(self) -> dict[str, float]:
-        sample = {name: cpu_seconds(tree_pids(pid)) for name, pid in self.roots.items()}
+        sample = {name: cpu_seconds([-pid] if pid < 0 else tree_pids(pid)) for name, pid in self.roots.items()}
         t = os.times()
         sample["harness"] = t.user + t.system
         sample["load generator"] = t.children_user + t.children_system
@@ -192,7 +193,8 @@ class CpuMeter:
         used = {name: after[name] - self.before.get(name, 0.0) for name in after}
         machine = {kind: used.pop(f"machine {kind}") for kind in ("processes", "irq", "steal")}
         # Processes this run did not start: other sessions' tests, the machine's own services.
-        used["not ours"] = max(0.0, machine["processes"] - sum(used.values()))
+        ours = sum(v for k, v in used.items() if self.roots.get(k, 1) > 0)  # a lone process is inside a tree
+        used["not ours"] = max(0.0, machine["processes"] - ours)
         used["kernel irq"] = machine["irq"]
         used["steal"] = machine["steal"]
         cores = {k: round(v / wall, 2) for k, v in used.items() if wall > 0}

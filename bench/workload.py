@@ -81,20 +81,20 @@ def stage_credits(producer, purchases: list[Purchase], broker) -> None:
           [[p.event_id, "checkout.session.completed", p.body.decode()] for p in purchases], broker)
 
 
-def release_and_drain(broker, timeout: float, poll: float = 0.005) -> tuple[float, float]:
+def release_and_drain(broker, timeout: float, queue: str = task_names.QUEUE, poll: float = 0.005) -> tuple[float, float]:
     """Move the staged list onto the worker's queue in one RENAME; return (released_at, drained_at).
 
     Drained: the queue is empty and nothing is delivered-but-unacknowledged, seen on two polls
     in a row (a message between BRPOP and its unacked record is never counted as done).
     """
-    if broker.llen(task_names.QUEUE) or broker.hlen(UNACKED):
+    if broker.llen(queue) or broker.hlen(UNACKED):
         raise RuntimeError("the worker's queue is not idle before release")
     released = time.time()
-    broker.rename(STAGING, task_names.QUEUE)
+    broker.rename(STAGING, queue)
     first_empty = None
     while True:
         pipe = broker.pipeline(transaction=False)
-        pipe.llen(task_names.QUEUE)
+        pipe.llen(queue)
         pipe.hlen(UNACKED)
         queued, unacked = pipe.execute()
         now = time.time()
