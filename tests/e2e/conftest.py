@@ -25,6 +25,7 @@ class System:
     settings: Settings
     deps: Deps
     env: dict
+    sandbox_url: str
 
     @property
     def secret(self) -> str:
@@ -33,22 +34,33 @@ class System:
 
 @pytest.fixture(scope="session")
 def system():
+    from devstack.auth_emulator import start_auth_emulator
+
     started: list[processes.Service] = []
     try:
         firestore = processes.start_firestore()
         started.append(firestore)
+        auth = start_auth_emulator(project=PROJECT)
+        started.append(auth)
         port = processes.free_port()
+        base_url = f"http://127.0.0.1:{port}"
+        sandbox_port = processes.free_port()
         env = processes.service_env(
             redis_url=f"redis://{REDIS_HOST}/12", firestore_host=firestore.address, project=PROJECT,
-            CELERY_BROKER_URL=f"redis://{REDIS_HOST}/11", PORT=port)
+            CELERY_BROKER_URL=f"redis://{REDIS_HOST}/11", PORT=port, PUBLIC_BASE_URL=base_url,
+            STRIPE_API_BASE=f"http://127.0.0.1:{sandbox_port}", FIREBASE_AUTH_EMULATOR_HOST=auth.address,
+            SANDBOX_WEBHOOK_RETRY_BASE_SECONDS="0.2")
         import redis
 
         for db in (11, 12):
             redis.Redis.from_url(f"redis://{REDIS_HOST}/{db}").flushdb()
+        settings = load_settings(env)
+        sandbox = processes.start_sandbox(env, sandbox_port, [f"{base_url}/api/stripe/webhook"],
+                                          ",".join(settings.stripe_webhook_secrets))
+        started.append(sandbox)
         started.append(processes.start_worker(env, concurrency=4, name="e2e-worker"))
         started.append(processes.start_web(env, port))
-        settings = load_settings(env)
-        yield System(f"http://127.0.0.1:{port}", settings, bootstrap(settings, configure_logs=False), env)
+        yield System(base_url, settings, bootstrap(settings, configure_logs=False), env, sandbox.address)
     finally:
         for service in reversed(started):
             service.stop()
