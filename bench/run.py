@@ -2,7 +2,7 @@
 
 Starts its own Firestore emulator, two gunicorn servers (bench.bare_app and web.app, both with
 web/gunicorn.conf.py) and Celery workers (bench.noop_celery and worker.celery_app, same
-configuration), uses Redis DBs of its own (10 and 11 by default, flushed before and after),
+configuration), uses Redis DBs of its own (6 and 7 by default, flushed before and after),
 stops everything it started in a ``finally``, prints a table and exits 0 unless the harness
 itself failed. Targets missed, or a wrong result, are reported as FAIL, not as an exit code.
 See docs/BENCHMARKS.md.
@@ -39,6 +39,7 @@ SECRET = "whsec_tokenbank_bench_only"
 WEBHOOK = "/api/stripe/webhook"
 HEADERS = {"Content-Type": "application/json"}
 CHECKOUT_COMPLETED = "checkout.session.completed"
+OWNER_KEY = "bench:owner"
 
 
 class Interrupted(Exception):
@@ -170,7 +171,9 @@ class Bench:
         self.data = redis_lib.Redis.from_url(self.redis_url)
         self.broker = redis_lib.Redis.from_url(self.broker_url)
         self.redis_pid = int(self.data.info("server").get("process_id") or 0)
+        self.claim_dbs()
         self.flush_redis()
+        self.mark_dbs()
         t = time.monotonic()
         self.fs = self.stack.firestore()
         print(f"bench: Firestore emulator on {self.fs.address} (pid {self.fs.pid}) in {time.monotonic() - t:.1f}s",
@@ -187,9 +190,36 @@ class Bench:
         self.factory = workload.EventFactory(SECRET, self.tag)
         self.tmp = Path(tempfile.mkdtemp(prefix="tokenbank-bench-"))
 
+    def claim_dbs(self):
+        """Refuse Redis DBs that hold someone else's keys: tests use 11-14, make dev 0."""
+        for name, client in (("data", self.data), ("broker", self.broker)):
+            owner = client.get(OWNER_KEY)
+            if owner is not None:
+                pid = int(owner.decode().rsplit(":", 1)[-1])
+                if pid != os.getpid() and Path(f"/proc/{pid}").exists():
+                    raise RuntimeError(f"Redis {name} DB {client.connection_pool.connection_kwargs['db']} is in use "
+                                       f"by another benchmark run (pid {pid})")
+            elif client.dbsize():
+                raise RuntimeError(f"Redis {name} DB {client.connection_pool.connection_kwargs['db']} holds "
+                                   f"{client.dbsize()} keys that are not the benchmark's; choose free DBs with "
+                                   f"--data-db/--broker-db")
+        self.claimed = True
+
+    def mark_dbs(self):
+        for client in (self.data, self.broker):
+            client.set(OWNER_KEY, f"{platform.node()}:{os.getpid()}")
+
+    def check_dbs(self):
+        """Someone else flushing or using our DBs mid-run would make the figures wrong."""
+        for name, client in (("data", self.data), ("broker", self.broker)):
+            if client.get(OWNER_KEY) is None:
+                raise RuntimeError(f"Redis {name} DB {client.connection_pool.connection_kwargs['db']} was flushed by "
+                                   f"another process during the run; choose free DBs with --data-db/--broker-db")
+
     def flush_redis(self):
         self.data.flushdb()
         self.broker.flushdb()
+        self.mark_dbs()
 
     def wait_idle(self) -> None:
         """Wait (at most --wait-idle seconds) until the rest of the machine is quiet: it is shared."""
@@ -272,6 +302,7 @@ class Bench:
                                                for x in rs) / sum(x.requests for x in rs) * 1000,
                 "rounds": [dataclasses.asdict(x) for x in rs],
             }
+        self.check_dbs()
         # Every 200 answer is a message on the broker (plus up to one in-flight request per connection per run).
         queued = self.broker.llen(task_names.QUEUE) - queued_before
         runs = 1 + a.rounds_ingress
@@ -301,7 +332,7 @@ class Bench:
                             other_cores=noise))
         self.report.add(Row("1. ingress p99 latency", real_s["p99"], "ms", bare_s["p99"], lbl, "<= 25 ms",
                             real_s["p99"] <= 25, correct, other_cores=noise))
-        self.broker.flushdb()  # nothing may consume the ingress messages
+        self.flush_redis()  # nothing may consume the ingress messages
 
     # -- 2. end to end -------------------------------------------------------------------------
     def open_loop_requests(self, purchases, signed: bool, bench_header: bool):
@@ -354,6 +385,7 @@ class Bench:
                               self.open_loop_requests(purchases, True, False), a.e2e_rate)
         docs = workload.wait_fulfilled(self.db, purchases, 60)
         cpu = meter.stop()
+        self.check_dbs()
         check = workload.check_credits(self.db, purchases, docs)
         lat = [(check.fulfilled_at[p.session_id] - s.sent_at) * 1000
                for p, s in zip(purchases, sent) if p.session_id in check.fulfilled_at]
@@ -432,6 +464,7 @@ class Bench:
                     print(f"  round {r + 1} credit c={concurrency}: {a.n_credit} credits for {a.n_credit} users in "
                           f"{drained - released:.2f}s = {a.n_credit / (drained - released):,.0f}/s; "
                           f"cores used: {cpu['cores_used']}", flush=True)
+        self.check_dbs()
         noop_rate = sum(n for n, _, _ in noop_runs) / sum(t for _, t, _ in noop_runs)
         rate = sum(n for n, _, _ in credit_runs) / sum(t for _, t, _ in credit_runs)
         noop_ms, credit_ms = per_task_ms(noop_runs), per_task_ms(credit_runs)
@@ -458,6 +491,7 @@ class Bench:
         workload.stage_credits(self.producer, purchases, self.broker)
         off = log_offset(worker)
         released, drained, cpu = self.drain_round(worker, a.n_one_user, task_names.QUEUE, ())
+        self.check_dbs()
         check = workload.check_credits(self.db, purchases)
         trouble = worker_trouble(log_since(worker, off))
         rate = a.n_one_user / (drained - released)
@@ -492,7 +526,7 @@ class Bench:
         real = self.stack.gunicorn("gunicorn-real", a.web_app, env) if web else None
         if "ingress" in phases:
             self.ingress(bare, real)
-        self.broker.flushdb()
+        self.flush_redis()
 
         e2e_c = a.e2e_concurrency if "e2e" in phases else None
         tput = a.concurrency if "throughput" in phases else []
@@ -522,8 +556,9 @@ class Bench:
 
     def cleanup(self):
         try:
-            if hasattr(self, "data"):
-                self.flush_redis()
+            if getattr(self, "claimed", False):
+                self.data.flushdb()
+                self.broker.flushdb()
         except Exception as exc:  # noqa: BLE001
             print(f"bench: could not flush Redis DBs: {exc}", file=sys.stderr)
 
@@ -531,8 +566,9 @@ class Bench:
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
     p.add_argument("--redis", default=os.environ.get("BENCH_REDIS", "127.0.0.1:6379"), help="host:port")
-    p.add_argument("--data-db", type=int, default=10)
-    p.add_argument("--broker-db", type=int, default=11)
+    # Not 0 (make dev), 11-12 (tests/e2e) or 13-14 (tests/integration); refused if they hold foreign keys.
+    p.add_argument("--data-db", type=int, default=6)
+    p.add_argument("--broker-db", type=int, default=7)
     p.add_argument("--load-generator", choices=("auto", "wrk", "python"), default="auto")
     p.add_argument("--connections", type=int, default=8)
     p.add_argument("--ingress-seconds", type=float, default=4, help="per round and server")
