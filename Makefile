@@ -1,16 +1,18 @@
 # tokenbank: `make dev` runs the whole system locally, `make test` runs the whole suite.
-# Both install what is missing first (a .venv, Python packages, Redis, the Stripe CLI).
+# Both install what is missing first (a .venv, Python packages, Redis, Chromium, the Stripe CLI,
+# the Firebase Auth emulator).
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 STRIPE_CLI := sandbox/node_modules/.bin/stripe
+FIREBASE_CLI := devstack/firebase/node_modules/.bin/firebase
 FIRESTORE_JAR := /usr/lib/google-cloud-sdk/platform/cloud-firestore-emulator/cloud-firestore-emulator.jar
 
 .PHONY: install system-deps test unit integration e2e dev bench clean
 
-install: system-deps $(STAMP) $(STRIPE_CLI)
+install: system-deps $(STAMP) $(STRIPE_CLI) $(FIREBASE_CLI)
 
 $(PY):
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "tokenbank needs Python 3.11"'
@@ -23,12 +25,17 @@ $(STAMP): pyproject.toml | $(PY)
 
 system-deps:
 	@command -v redis-server >/dev/null || { apt-get update -q && apt-get install -y -q redis-server; }
+	@command -v chromium >/dev/null || { apt-get update -q && apt-get install -y -q chromium; }
 	@command -v java >/dev/null && test -f $(FIRESTORE_JAR) || { \
 	  echo "The Cloud Firestore emulator is missing: install the Debian package" \
 	       "google-cloud-cli-firestore-emulator (Google Cloud apt repository) and a Java runtime."; exit 2; }
 
 $(STRIPE_CLI): sandbox/package.json sandbox/package-lock.json
 	cd sandbox && npm install --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(FIREBASE_CLI): devstack/firebase/package.json devstack/firebase/package-lock.json
+	cd devstack/firebase && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 test: install
@@ -50,4 +57,4 @@ bench: install
 	$(PY) -m bench.run
 
 clean:
-	rm -rf $(VENV) sandbox/node_modules artifacts .run .pytest_cache .hypothesis
+	rm -rf $(VENV) sandbox/node_modules devstack/firebase/node_modules artifacts .run .pytest_cache .hypothesis

@@ -1,8 +1,8 @@
 """`make dev`: the whole system on this machine, on embedded defaults.
 
-Starts (or reuses) Redis, the Firestore emulator, the Stripe sandbox, the web tier under
-gunicorn, a Celery worker, Celery beat and Flower; prints every address; stops everything
-it started, by PID, on Ctrl-C or when any of them dies. Every value set in the environment
+Starts (or reuses) Redis, the Firestore emulator, the Firebase Auth emulator, the Stripe
+sandbox, the web tier under gunicorn, a Celery worker, Celery beat and Flower; prints every
+address; stops everything it started, by PID, on Ctrl-C or when any of them dies. Every value set in the environment
 wins over the defaults below.
 """
 from __future__ import annotations
@@ -23,6 +23,7 @@ DEFAULTS = {
     "PORT": "8000",
     "REDIS_URL": "redis://127.0.0.1:6379/0",
     "FIRESTORE_EMULATOR_HOST": "127.0.0.1:8080",
+    "FIREBASE_AUTH_EMULATOR_HOST": "127.0.0.1:9099",
     "GOOGLE_CLOUD_PROJECT": "demo-tokenbank",
     "STRIPE_API_BASE": "http://127.0.0.1:12111",
     "FLOWER_PORT": "5555",
@@ -79,6 +80,15 @@ def main() -> int:
         else:
             started.append(start_firestore(int(fs_port)))
             print(f"firestore  {started[-1].address} (emulator started, pid {started[-1].pid})")
+
+        auth_host = settings.firebase_auth_emulator_host
+        if http_ok(f"http://{auth_host}/"):
+            print(f"auth       {auth_host} (Firebase Auth emulator already running, reused)")
+        else:
+            from devstack.auth_emulator import start_auth_emulator
+
+            started.append(start_auth_emulator(int(auth_host.rsplit(":", 1)[1]), settings.google_cloud_project))
+            print(f"auth       {started[-1].address} (Firebase Auth emulator started, pid {started[-1].pid})")
 
         port = int(env["PORT"])
         sandbox = urlparse(settings.stripe_api_base or DEFAULTS["STRIPE_API_BASE"])
