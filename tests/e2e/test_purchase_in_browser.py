@@ -132,3 +132,29 @@ def test_the_purchase_page_fits_a_phone(chromium, system):
     assert width <= 390
     assert page.locator("#buy-premium").is_visible()
     screenshot(page, "buy-tokens-phone")
+
+
+@pytest.mark.parametrize("succeeds", [True, False], ids=["settles", "fails"])
+def test_a_delayed_payment_shows_processing_then_the_outcome(chromium, system, succeeds):
+    page = new_page(chromium)
+    sign_up(page, system)
+    page.click("#buy-starter")
+    page.wait_for_url(re.compile(r".*/pay/cs_"))
+    session_id = page.url.rsplit("/", 1)[1]
+    page.fill("#email", "slow@example.com")
+    page.click("#delayed-button")
+    page.wait_for_url(re.compile(r".*/purchase/success\?session_id=cs_"))
+    page.wait_for_selector("#status[data-status='pending']", timeout=20_000)
+    assert "processing" in page.inner_text("#status")
+    resp = requests.post(f"{system.sandbox_url}/_sandbox/checkout/{session_id}/async_result",
+                         json={"succeeded": succeeds}, timeout=5)
+    assert resp.status_code == 200, resp.text
+    if succeeds:
+        page.wait_for_selector("#status[data-status='fulfilled']", timeout=20_000)
+        assert page.inner_text("#status") == "50 tokens added. Your balance is 50 tokens."
+    else:
+        page.wait_for_selector("#status[data-status='failed']", timeout=20_000)
+        assert "Nothing was charged" in page.inner_text("#status")
+        page.goto(f"{system.base_url}/buy-tokens")
+        expect(page.locator("#balance")).to_have_text("0")
+    screenshot(page, f"delayed-payment-{'settled' if succeeds else 'failed'}")
