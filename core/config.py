@@ -15,6 +15,7 @@ from typing import Mapping
 DEV_STRIPE_SECRET_KEY = "sk_test_tokenbank_local_sandbox"
 DEV_WEBHOOK_SECRET = "whsec_tokenbank_local_development"
 DEV_PUBLISHABLE_KEY = "pk_test_tokenbank_local_sandbox"
+DEV_SERVICE_KEY = "svc_tokenbank_local_development"
 
 
 class ConfigError(ValueError):
@@ -37,6 +38,7 @@ class Settings:
     firebase_auth_emulator_host: str | None = "127.0.0.1:9099"
     firebase_web_api_key: str = "demo-tokenbank-web-key"
     confirmations_per_minute: int = 30
+    service_api_keys: tuple[str, ...] = (DEV_SERVICE_KEY,)
     catalog_path: str | None = None
     purchases_per_hour: int = 5
     purchases_per_day: int = 20
@@ -128,6 +130,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             None if production else Settings.firebase_auth_emulator_host),
         firebase_web_api_key=secret("FIREBASE_WEB_API_KEY", Settings.firebase_web_api_key),
         confirmations_per_minute=_int(env, "CONFIRMATIONS_PER_MINUTE", 30, 1),
+        service_api_keys=tuple(k.strip() for k in secret("SERVICE_API_KEYS", DEV_SERVICE_KEY).split(",") if k.strip()),
         catalog_path=env.get("TOKENBANK_CATALOG") or None,
         purchases_per_hour=_int(env, "PURCHASE_LIMIT_PER_HOUR", 5, 1),
         purchases_per_day=_int(env, "PURCHASE_LIMIT_PER_DAY", 20, 1),
@@ -167,6 +170,8 @@ def check(settings: Settings) -> None:
         problems.append("STRIPE_API_BASE is set (production talks to Stripe itself)")
     if settings.firebase_auth_emulator_host:
         problems.append("FIREBASE_AUTH_EMULATOR_HOST is set (it accepts unsigned tokens)")
+    if DEV_SERVICE_KEY in settings.service_api_keys or any(len(k) < 32 for k in settings.service_api_keys):
+        problems.append("SERVICE_API_KEYS must be random keys of at least 32 characters")
     if settings.firebase_web_api_key == Settings.firebase_web_api_key:
         problems.append("FIREBASE_WEB_API_KEY is the development key")
     if not settings.public_base_url.startswith("https://"):

@@ -11,11 +11,15 @@ from typing import Any, Mapping
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
+from core.errors import TransientError
+from core.ledger import total_delta
 from core.store import (
-    FULFILLED, REPLACEABLE_BY, Alert, CreditRequest, CreditResult, InvalidCursor, StatusChange,
+    FULFILLED, REPLACEABLE_BY, AccountFrozen, Alert, CreditRequest, CreditResult, EntryRequest, EntryResult,
+    InsufficientFunds, InvalidCursor, ReversalRequest, ReversalResult, StatusChange,
 )
 
 USERS, LEDGER, PURCHASES, EVENTS, ALERTS = "users", "transactions", "purchases", "stripe_events", "security_alerts"
+DISPUTES = "disputes"
 TOTAL_FIELDS = ("tokenBalance", "totalTokensEarned", "totalTokensPurchased", "totalTokensSpent")
 # Bounded per-call deadline for reads outside transactions (readiness probe).
 PING_TIMEOUT_SECONDS = 3.0
@@ -108,15 +112,13 @@ class FirestoreLedgerStore:
                     tx.set(event_ref, _event_fields(request.event, status="processed", outcome="already_fulfilled",
                                                     sessionId=request.session_id, userId=request.user_id), merge=True)
                 return CreditResult(False, _field(purchase, "userId"), None, attempts)
-            totals = {name: 0 for name in TOTAL_FIELDS}
-            if user.exists:
-                data = user.to_dict()
-                totals.update({name: int(data.get(name) or 0) for name in TOTAL_FIELDS})
+            totals = _totals(user)
             balance_after = totals["tokenBalance"] + request.tokens
             tx.set(user_ref, {
                 **totals,
                 "tokenBalance": balance_after,
                 "totalTokensPurchased": totals["totalTokensPurchased"] + request.tokens,
+                "debt": max(0, -balance_after),
                 "updatedAt": firestore.SERVER_TIMESTAMP,
             }, merge=True)
             tx.create(entry_ref, {
@@ -208,6 +210,131 @@ class FirestoreLedgerStore:
     def add_alert(self, alert: Alert) -> None:
         self._ref(ALERTS, alert.id).set(_alert_fields(alert))
 
+    def post_entry(self, request: EntryRequest) -> EntryResult:
+        user_ref = self._ref(USERS, request.user_id)
+        entry_ref = self._ref(LEDGER, request.entry_id)
+
+        @firestore.transactional
+        def post(tx: firestore.Transaction) -> EntryResult:
+            snaps = {snap.reference.path: snap for snap in tx.get_all([user_ref, entry_ref])}
+            user, entry = snaps[user_ref.path], snaps[entry_ref.path]
+            if entry.exists:
+                data = entry.to_dict()
+                conflict = request.request_hash is not None and data.get("requestHash") != request.request_hash
+                return EntryResult(entry.id, False, data["amount"], data["balanceAfter"], conflict)
+            totals = _totals(user)
+            balance = totals["tokenBalance"]
+            if request.require_funds:
+                frozen = sorted((_field(user, "frozenBy") or {}).keys())
+                if frozen:
+                    raise AccountFrozen(frozen)
+                if balance < -request.amount:
+                    raise InsufficientFunds(balance, -request.amount)
+            balance_after = balance + request.amount
+            if balance_after < 0 and not request.allow_negative:
+                raise InsufficientFunds(balance, -request.amount)
+            total, delta = total_delta(request.type, request.amount)
+            tx.set(user_ref, {**totals, "tokenBalance": balance_after, total: totals[total] + delta,
+                              "debt": max(0, -balance_after), "updatedAt": firestore.SERVER_TIMESTAMP}, merge=True)
+            tx.create(entry_ref, {**request.fields, "userId": request.user_id, "type": request.type,
+                                  "amount": request.amount, "balanceAfter": balance_after,
+                                  "requestHash": request.request_hash, "createdAt": firestore.SERVER_TIMESTAMP})
+            return EntryResult(entry_ref.id, True, request.amount, balance_after)
+
+        return post(self.db.transaction(max_attempts=self.max_attempts))
+
+    def reverse_purchase(self, request: ReversalRequest) -> ReversalResult:
+        purchase_ref = self._ref(PURCHASES, request.session_id)
+        entry_ref = self._ref(LEDGER, request.entry_id)
+
+        @firestore.transactional
+        def reverse(tx: firestore.Transaction) -> ReversalResult:
+            snaps = {snap.reference.path: snap for snap in tx.get_all([purchase_ref, entry_ref])}
+            purchase, entry = snaps[purchase_ref.path], snaps[entry_ref.path]
+            if _field(purchase, "status") != FULFILLED:
+                # A refund or dispute can overtake the credit it reverses: try again later.
+                raise TransientError(f"purchase {request.session_id} is not fulfilled yet")
+            p = purchase.to_dict()
+            user_id = p["userId"]
+            user_ref = self._ref(USERS, user_id)
+            user = user_ref.get(transaction=tx)
+            if entry.exists:
+                data = entry.to_dict()
+                return ReversalResult(entry.id, data["amount"], data["balanceAfter"], user_id,
+                                      int(_field(user, "debt") or 0))
+            tokens, paid = int(p["tokens"]), int(p.get("amountPaid") or 0)
+            refunded_tokens, reversed_tokens = int(p.get("refundedTokens") or 0), int(p.get("reversedTokens") or 0)
+            remaining = tokens - refunded_tokens - reversed_tokens
+            purchase_fields: dict[str, Any] = {"updatedAt": firestore.SERVER_TIMESTAMP}
+            if request.type == "refund":
+                cents = max(int(p.get("refundedCents") or 0), int(request.refunded_cents or 0))
+                target = tokens if paid <= 0 or cents >= paid else tokens * cents // paid
+                debit = max(0, min(target - refunded_tokens, remaining))
+                purchase_fields.update(refundedCents=cents, refundedTokens=refunded_tokens + debit)
+            else:
+                debit = max(0, remaining)
+                purchase_fields.update(reversedTokens=reversed_tokens + debit)
+            user_fields: dict[str, Any] = {}
+            if request.unfreeze:
+                user_fields["frozenBy"] = {request.unfreeze: firestore.DELETE_FIELD}
+            totals = _totals(user)
+            balance_after = totals["tokenBalance"] - debit
+            result = ReversalResult(None, 0, totals["tokenBalance"], user_id, max(0, -totals["tokenBalance"]))
+            if debit > 0:
+                total, delta = total_delta(request.type, -debit)
+                user_fields.update({**totals, "tokenBalance": balance_after, total: totals[total] + delta,
+                                    "debt": max(0, -balance_after)})
+                tx.create(entry_ref, {**request.fields, "userId": user_id, "type": request.type, "amount": -debit,
+                                      "balanceAfter": balance_after, "checkoutSessionId": request.session_id,
+                                      "packageId": p.get("packageId"), "createdAt": firestore.SERVER_TIMESTAMP})
+                result = ReversalResult(entry_ref.id, -debit, balance_after, user_id, max(0, -balance_after))
+            if user_fields:
+                tx.set(user_ref, {**user_fields, "updatedAt": firestore.SERVER_TIMESTAMP}, merge=True)
+            tx.set(purchase_ref, purchase_fields, merge=True)
+            return result
+
+        return reverse(self.db.transaction(max_attempts=self.max_attempts))
+
+    def apply_dispute(self, dispute_id: str, user_id: str, opened: bool, info: Mapping[str, Any]) -> bool:
+        dispute_ref, user_ref = self._ref(DISPUTES, dispute_id), self._ref(USERS, user_id)
+
+        @firestore.transactional
+        def apply(tx: firestore.Transaction) -> bool:
+            dispute = dispute_ref.get(transaction=tx)
+            closed = bool(_field(dispute, "closed"))
+            if opened and (closed or dispute.exists):
+                return False  # already open (a redelivery), or closed before this event arrived
+            if not opened and closed:
+                return False
+            record = {**info, "userId": user_id, "closed": not opened, "updatedAt": firestore.SERVER_TIMESTAMP,
+                      ("openedAt" if opened else "closedAt"): firestore.SERVER_TIMESTAMP}
+            tx.set(dispute_ref, record, merge=True)
+            freeze = {**info, "since": firestore.SERVER_TIMESTAMP} if opened else firestore.DELETE_FIELD
+            tx.set(user_ref, {"frozenBy": {dispute_id: freeze}, "updatedAt": firestore.SERVER_TIMESTAMP}, merge=True)
+            return True
+
+        return apply(self.db.transaction(max_attempts=self.max_attempts))
+
+    def find_purchase_by_payment_intent(self, payment_intent: str) -> tuple[str, Mapping[str, Any]] | None:
+        query = self.db.collection(PURCHASES).where(filter=FieldFilter("paymentIntentId", "==", payment_intent))
+        for snap in query.limit(1).stream():
+            return snap.id, snap.to_dict()
+        return None
+
+    def mirror_subscription(self, user_id: str, subscription: Mapping[str, Any], event_created: int) -> bool:
+        user_ref = self._ref(USERS, user_id)
+
+        @firestore.transactional
+        def mirror(tx: firestore.Transaction) -> bool:
+            stored = _field(user_ref.get(transaction=tx), "subscription") or {}
+            if int(stored.get("eventCreated") or 0) > event_created:
+                return False  # a newer event already applied: this one arrived late
+            tx.set(user_ref, {"subscription": {**subscription, "eventCreated": event_created},
+                              "updatedAt": firestore.SERVER_TIMESTAMP}, merge=True)
+            return True
+
+        return mirror(self.db.transaction(max_attempts=self.max_attempts))
+
     def get_user(self, user_id: str) -> Mapping[str, Any] | None:
         return self._ref(USERS, user_id).get().to_dict()
 
@@ -229,6 +356,11 @@ class FirestoreLedgerStore:
 
     def ping(self) -> None:
         self._ref("_health", "ping").get(timeout=PING_TIMEOUT_SECONDS, retry=None)
+
+
+def _totals(user) -> dict[str, int]:
+    data = user.to_dict() if user.exists else {}
+    return {name: int(data.get(name) or 0) for name in TOTAL_FIELDS}
 
 
 def _field(snap, name: str) -> Any:

@@ -14,8 +14,10 @@ from core.checkout import CheckoutSession, claimed_user_id, validate_paid_sessio
 from core.deps import Deps
 from core.errors import MalformedEvent, PurchaseRejected
 from core.store import EXPIRED, FAILED, PENDING, REJECTED, EventRef, CreditRequest, StatusChange
+from core.reversals import handle_dispute, handle_refund
 from core.stripe_events import (
-    CHECKOUT_ASYNC_FAILED, CHECKOUT_ASYNC_SUCCEEDED, CHECKOUT_COMPLETED, CHECKOUT_EXPIRED, HANDLED_TYPES, parse_event,
+    CHARGE_REFUNDED, CHECKOUT_ASYNC_FAILED, CHECKOUT_ASYNC_SUCCEEDED, CHECKOUT_COMPLETED, CHECKOUT_EXPIRED,
+    HANDLED_TYPES, REVERSAL_TYPES, parse_event,
 )
 from core.user_lock import user_lock
 from core.velocity import record_purchase
@@ -45,6 +47,11 @@ def process_stripe_event(deps: Deps, payload: str) -> Outcome:
         deps.store.record_event(event.id, {"type": event.type, "status": "ignored"})
         log.info("event ignored", extra=context)
         return Outcome("ignored")
+    if event.type in REVERSAL_TYPES:
+        result = handle_refund(deps, event) if event.type == CHARGE_REFUNDED else handle_dispute(deps, event)
+        deps.store.record_event(event.id, {"type": event.type, "status": "processed", "outcome": result["status"],
+                                           "userId": result.get("user_id")})
+        return Outcome(result["status"], result.get("session_id"), result.get("user_id"))
     session = CheckoutSession.from_stripe(event.object)
     context.update(session_id=session.id, user_id=claimed_user_id(session))
     if event.type in (CHECKOUT_COMPLETED, CHECKOUT_ASYNC_SUCCEEDED) and session.payment_status == "paid":

@@ -70,6 +70,61 @@ class InvalidCursor(ValueError):
     pass
 
 
+@dataclass(frozen=True)
+class EntryRequest:
+    """One ledger entry of a fixed amount (spend, grant, adjustment, subscription allowance)."""
+    entry_id: str
+    user_id: str
+    type: str
+    amount: int  # signed
+    fields: Mapping[str, Any]  # references: reason, actor, stripe ids...
+    request_hash: str | None = None  # same id, different hash: a conflicting reuse of a key
+    require_funds: bool = False  # spend: not frozen, amount <= balance
+    allow_negative: bool = False
+
+
+@dataclass(frozen=True)
+class EntryResult:
+    entry_id: str
+    created: bool  # False: this entry already existed (an idempotent replay)
+    amount: int
+    balance_after: int
+    conflict: bool = False  # the id exists with another request hash
+
+
+class InsufficientFunds(Exception):
+    def __init__(self, balance: int, amount: int):
+        super().__init__(f"balance {balance} is below {amount}")
+        self.balance = balance
+        self.amount = amount
+
+
+class AccountFrozen(Exception):
+    def __init__(self, reasons: list[str]):
+        super().__init__("account frozen: " + ", ".join(reasons))
+        self.reasons = reasons
+
+
+@dataclass(frozen=True)
+class ReversalRequest:
+    """Take back a purchase's tokens: a refund (cumulative amount) or a lost dispute."""
+    session_id: str
+    entry_id: str
+    type: str  # refund | dispute_reversal
+    refunded_cents: int | None  # refund: Stripe's cumulative amount_refunded
+    fields: Mapping[str, Any]
+    unfreeze: str | None = None  # dispute id whose freeze ends with this reversal
+
+
+@dataclass(frozen=True)
+class ReversalResult:
+    entry_id: str | None  # None: nothing left to take back
+    amount: int
+    balance_after: int | None
+    user_id: str
+    debt: int
+
+
 class LedgerStore(Protocol):
     def credit_purchase(self, request: CreditRequest) -> CreditResult: ...
 
@@ -82,6 +137,20 @@ class LedgerStore(Protocol):
     def add_alert(self, alert: Alert) -> None: ...
 
     def ping(self) -> None: ...
+
+    def post_entry(self, request: EntryRequest) -> EntryResult: ...
+
+    def reverse_purchase(self, request: ReversalRequest) -> ReversalResult: ...
+
+    def apply_dispute(self, dispute_id: str, user_id: str, opened: bool, info: Mapping[str, Any]) -> bool:
+        """Open (freeze the user's spending) or close (lift that freeze) a dispute, atomically
+        with its ``disputes`` record. A dispute already closed is never reopened by a late
+        ``created`` event; returns whether anything changed."""
+
+    def find_purchase_by_payment_intent(self, payment_intent: str) -> tuple[str, Mapping[str, Any]] | None: ...
+
+    def mirror_subscription(self, user_id: str, subscription: Mapping[str, Any], event_created: int) -> bool:
+        """Store the subscription unless a newer event already did; returns whether it applied."""
 
     def get_user(self, user_id: str) -> Mapping[str, Any] | None: ...
 

@@ -8,7 +8,11 @@ from flask import Blueprint, current_app, g, jsonify, request
 from core import accounts
 from core.errors import EnqueueFailed
 from core.checkout_service import InvalidRequest, PaymentProviderError, RateLimited, start_checkout
-from web.security import signed_in
+from core.balance_ops import KeyConflict, UnknownUser, grant, spend
+from core.ids import is_valid_doc_id
+from core.store import AccountFrozen, InsufficientFunds
+from core.errors import TransientError
+from web.security import signed_in, signed_in_or_service
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 MAX_JSON_BYTES = 4096
@@ -64,6 +68,77 @@ def enqueue_failed(_):
 def provider_error(_):
     return jsonify(error="payment_provider_unavailable",
                    message="Checkout is unavailable right now; nothing was charged. Please try again."), 502
+
+
+@bp.errorhandler(InsufficientFunds)
+def insufficient(exc: InsufficientFunds):
+    return (jsonify(error="insufficient_funds", message=f"Not enough tokens: balance {exc.balance}, "
+                    f"needed {exc.amount}.", balance=exc.balance), 402)
+
+
+@bp.errorhandler(AccountFrozen)
+def frozen(_):
+    return jsonify(error="account_frozen",
+                   message="Spending is paused on this account while a payment dispute is open."), 423
+
+
+@bp.errorhandler(KeyConflict)
+def key_conflict(exc: KeyConflict):
+    return jsonify(error="idempotency_conflict", message=str(exc)), 409
+
+
+@bp.errorhandler(UnknownUser)
+def unknown_user(exc: UnknownUser):
+    return jsonify(error="not_found", message=str(exc)), 404
+
+
+@bp.errorhandler(TransientError)
+def busy(_):
+    return jsonify(error="busy", message="The account is busy; please retry."), 503, {"Retry-After": "1"}
+
+
+def _fields(body: dict, allowed: set[str]) -> None:
+    unknown = set(body) - allowed
+    if unknown:
+        raise InvalidRequest(f"unknown field(s): {', '.join(sorted(map(str, unknown)))}")
+
+
+def _target_user(body: dict) -> tuple[str, str]:
+    """Whose balance and who acts: the signed-in user, or (service) the body's userId."""
+    if not g.service:
+        if "userId" in body and body["userId"] != g.uid:
+            raise InvalidRequest("userId may only be given by a trusted backend", "userId")
+        return g.uid, f"user:{g.uid}"
+    user_id = body.get("userId")
+    if not is_valid_doc_id(user_id):
+        raise InvalidRequest("userId is required and must be a valid user id", "userId")
+    return user_id, "service"
+
+
+@bp.post("/tokens/spend")
+@signed_in_or_service
+def spend_tokens():
+    body = _json_body()
+    _fields(body, {"amount", "reason", "idempotencyKey", "userId"})
+    user_id, actor = _target_user(body)
+    posted = spend(_deps(), user_id, body.get("amount"), body.get("reason"), body.get("idempotencyKey"), actor)
+    return jsonify(posted.as_dict() | {"userId": user_id})
+
+
+@bp.post("/tokens/grant")
+@signed_in_or_service
+def grant_tokens():
+    if not g.service:
+        return jsonify(error="forbidden", message="grants are for trusted backends only"), 403
+    body = _json_body()
+    _fields(body, {"amount", "reason", "idempotencyKey", "userId", "createAccount"})
+    user_id, actor = _target_user(body)
+    create = body.get("createAccount", False)
+    if not isinstance(create, bool):
+        raise InvalidRequest("createAccount must be true or false", "createAccount")
+    posted = grant(_deps(), user_id, body.get("amount"), body.get("reason"), body.get("idempotencyKey"), actor,
+                   create_account=create)
+    return jsonify(posted.as_dict() | {"userId": user_id})
 
 
 @bp.post("/checkout")

@@ -1,6 +1,7 @@
 """Security headers on every response, and the bearer-token guard for the user API."""
 from __future__ import annotations
 
+import hmac
 from functools import wraps
 from urllib.parse import urlparse
 
@@ -47,6 +48,26 @@ def install_headers(app, settings) -> None:
         if https:
             response.headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
         return response
+
+
+def _service_key_matches(presented: str, keys) -> bool:
+    return any(hmac.compare_digest(presented.encode(), key.encode()) for key in keys)
+
+
+def signed_in_or_service(view):
+    """A signed-in user (``g.uid``) or a trusted backend with a service key (``g.service``)."""
+    @wraps(view)
+    def guarded(*args, **kwargs):
+        presented = request.headers.get("X-Service-Key")
+        if presented is None:
+            g.service = False
+            return signed_in(view)(*args, **kwargs)
+        deps = current_app.config["TOKENBANK_DEPS"]
+        if not _service_key_matches(presented, deps.settings.service_api_keys):
+            return jsonify(error="unauthorized", message="invalid service key"), 401
+        g.service, g.uid = True, None
+        return view(*args, **kwargs)
+    return guarded
 
 
 def signed_in(view):

@@ -83,7 +83,7 @@ def deps(settings):
 @pytest.fixture(scope="session")
 def worker(redis_host, firestore_emulator, stripe_sandbox):
     env = integration_env(redis_host, firestore_emulator.address, stripe_sandbox.address, TASK_RETRY_BACKOFF_SECONDS="0.2",
-                   TASK_RETRY_BACKOFF_MAX_SECONDS="1", TASK_MAX_RETRIES="3", USER_LOCK_WAIT_SECONDS="1")
+                   TASK_RETRY_BACKOFF_MAX_SECONDS="1", TASK_MAX_RETRIES="6", USER_LOCK_WAIT_SECONDS="1")
     service = start_worker(env, concurrency=8)
     try:
         yield service

@@ -145,7 +145,7 @@ def test_dead_letter_after_the_last_try_keeps_the_event_and_alerts(web_client, d
     post(web_client, evt, secret)
     eventually(lambda: (doc(deps, "stripe_events", evt["id"]) or {}).get("status") == "dead_lettered", timeout=30)
     record = doc(deps, "stripe_events", evt["id"])
-    assert record["attempts"] == 4 and "busy" in record["error"]
+    assert record["attempts"] == 7 and "busy" in record["error"]
     assert json.loads(record["payload"])["id"] == evt["id"]
     [alert] = docs(deps, "security_alerts", type="event_dead_lettered")
     assert alert["details"]["stripeEventId"] == evt["id"]

@@ -14,6 +14,7 @@ PRODUCTION = {
     "K_SERVICE": "tokenbank-web",
     "PUBLIC_BASE_URL": "https://tokens.example.com",
     "FIREBASE_WEB_API_KEY": "AIza-unit-test-key",
+    "SERVICE_API_KEYS": "svc_" + "k" * 40,
 }
 
 
