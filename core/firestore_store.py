@@ -335,6 +335,28 @@ class FirestoreLedgerStore:
 
         return mirror(self.db.transaction(max_attempts=self.max_attempts))
 
+    def iter_user_ids(self, batch_size: int):
+        """Every users document id, fetched in pages of ``batch_size`` (ids only)."""
+        last = None
+        while True:
+            query = self.db.collection(USERS).order_by("__name__").limit(batch_size).select([])
+            if last is not None:
+                query = query.start_after(last)
+            page = list(query.stream())
+            for snap in page:
+                yield snap.id
+            if len(page) < batch_size:
+                return
+            last = page[-1]
+
+    def user_ledger(self, user_id: str) -> tuple[Mapping[str, Any] | None, list[dict], list[dict]]:
+        user = self._ref(USERS, user_id).get().to_dict()
+        entries = [{"id": s.id, **s.to_dict(), "_created": s.create_time, "_updated": s.update_time}
+                   for s in self.db.collection(LEDGER).where(filter=FieldFilter("userId", "==", user_id)).stream()]
+        purchases = [{"id": s.id, **s.to_dict()}
+                     for s in self.db.collection(PURCHASES).where(filter=FieldFilter("userId", "==", user_id)).stream()]
+        return user, entries, purchases
+
     def get_user(self, user_id: str) -> Mapping[str, Any] | None:
         return self._ref(USERS, user_id).get().to_dict()
 

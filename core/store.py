@@ -152,6 +152,11 @@ class LedgerStore(Protocol):
     def mirror_subscription(self, user_id: str, subscription: Mapping[str, Any], event_created: int) -> bool:
         """Store the subscription unless a newer event already did; returns whether it applied."""
 
+    def iter_user_ids(self, batch_size: int): ...
+
+    def user_ledger(self, user_id: str) -> tuple[Mapping[str, Any] | None, list[dict], list[dict]]:
+        """The user doc, every ledger entry (with ``_created``/``_updated`` times) and purchase."""
+
     def get_user(self, user_id: str) -> Mapping[str, Any] | None: ...
 
     def get_purchase(self, session_id: str) -> Mapping[str, Any] | None: ...
