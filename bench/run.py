@@ -591,7 +591,7 @@ def parse_args(argv):
     p.add_argument("--web-app", default="web.app:create_app()",
                    help="gunicorn app spec of the real web tier (to try a candidate change)")
     p.add_argument("--worker-app", default="worker.celery_app", help="celery -A module of the real worker")
-    p.add_argument("--wait-idle", type=float, default=20,
+    p.add_argument("--wait-idle", type=float, default=5,
                    help="before each measurement, wait up to this many seconds for the machine to be quiet")
     p.add_argument("--idle-cores", type=float, default=0.3, help="quiet: fewer busy cores than this")
     return p.parse_args(argv)
