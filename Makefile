@@ -54,6 +54,7 @@ dev: install
 	$(PY) -m devstack.dev
 
 bench: install
+	@command -v wrk >/dev/null || { apt-get update -q && apt-get install -y -q wrk; }
 	$(PY) -m bench.run
 
 clean:

@@ -96,7 +96,7 @@ def main() -> int:
                                      ",".join(settings.stripe_webhook_secrets), sandbox.hostname))
         print(f"stripe     {settings.stripe_api_base} (local sandbox, pid {started[-1].pid})")
 
-        started.append(start_worker(env, concurrency=int(env.get("WORKER_CONCURRENCY", "4"))))
+        started.append(start_worker(env, concurrency=int(env.get("WORKER_CONCURRENCY", "8"))))
         print(f"worker     celery, pid {started[-1].pid}, log {started[-1].log_path}")
         beat_schedule = ROOT / ".run" / "celerybeat-schedule"
         beat_schedule.parent.mkdir(exist_ok=True)

@@ -50,7 +50,10 @@ def create_celery(settings: Settings) -> Celery:
         task_publish_retry=True,
         task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5},
         worker_send_task_events=True,
-        task_send_sent_event=True,
+        # No task-sent event: it is a second broker publish per webhook (a quarter of the web
+        # tier's CPU per request, measured in bench/). Flower still sees received, started,
+        # retried, succeeded and failed, which the workers send.
+        task_send_sent_event=False,
         worker_hijack_root_logger=False,
         worker_redirect_stdouts=False,
         broker_pool_limit=10,
