@@ -1,7 +1,9 @@
-"""The package catalog: the one source of truth for what a package costs and grants.
+"""The catalog: the one source of truth for what a package or a token plan costs and grants.
 
 Read from ``catalog.json`` beside this module (or a path given in configuration).
 The purchase page, checkout creation and fulfilment validation all read it from here.
+A package is bought once (``mode=payment``); a plan is a subscription that grants
+``tokens_per_period`` tokens for each paid invoice (``mode=subscription``).
 """
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_CATALOG_PATH = Path(__file__).with_name("catalog.json")
+PLAN_INTERVALS = ("day", "week", "month", "year")
 
 
 @dataclass(frozen=True)
@@ -22,8 +25,19 @@ class Package:
 
 
 @dataclass(frozen=True)
+class Plan:
+    id: str
+    name: str
+    tokens_per_period: int
+    price_cents: int
+    interval: str  # Stripe's recurring interval: day | week | month | year
+    currency: str
+
+
+@dataclass(frozen=True)
 class Catalog:
     packages: tuple[Package, ...]
+    plans: tuple[Plan, ...] = ()
 
     def get(self, package_id: object) -> Package | None:
         if not isinstance(package_id, str):
@@ -33,6 +47,18 @@ class Catalog:
                 return package
         return None
 
+    def plan(self, plan_id: object) -> Plan | None:
+        if not isinstance(plan_id, str):
+            return None
+        for plan in self.plans:
+            if plan.id == plan_id:
+                return plan
+        return None
+
+
+def _positive_int(value: object) -> bool:
+    return type(value) is int and value > 0
+
 
 def load_catalog(path: str | Path | None = None) -> Catalog:
     raw = json.loads(Path(path or DEFAULT_CATALOG_PATH).read_text())
@@ -40,9 +66,22 @@ def load_catalog(path: str | Path | None = None) -> Catalog:
     packages = []
     for item in raw["packages"]:
         tokens, price = item["tokens"], item["priceCents"]
-        if not (type(tokens) is int and tokens > 0 and type(price) is int and price > 0):
+        if not (_positive_int(tokens) and _positive_int(price)):
             raise ValueError(f"catalog package {item.get('id')!r} needs positive integer tokens and priceCents")
         packages.append(Package(item["id"], item["name"], tokens, price, item.get("currency", currency).lower()))
     if len({p.id for p in packages}) != len(packages):
         raise ValueError("catalog package ids must be unique")
-    return Catalog(tuple(packages))
+    plans = []
+    for item in raw.get("plans", []):
+        plan_id, tokens, price, interval = item.get("id"), item.get("tokensPerPeriod"), item.get("priceCents"), \
+            item.get("interval")
+        if not isinstance(plan_id, str) or not plan_id:
+            raise ValueError(f"catalog plan id {plan_id!r} must be a non-empty string")
+        if not (_positive_int(tokens) and _positive_int(price)):
+            raise ValueError(f"catalog plan {plan_id!r} needs positive integer tokensPerPeriod and priceCents")
+        if interval not in PLAN_INTERVALS:
+            raise ValueError(f"catalog plan {plan_id!r} interval must be one of {', '.join(PLAN_INTERVALS)}")
+        plans.append(Plan(plan_id, item["name"], tokens, price, interval, item.get("currency", currency).lower()))
+    if len({p.id for p in plans}) != len(plans):
+        raise ValueError("catalog plan ids must be unique")
+    return Catalog(tuple(packages), tuple(plans))

@@ -52,6 +52,11 @@ def process_stripe_event(deps: Deps, payload: str) -> Outcome:
         deps.store.record_event(event.id, {"type": event.type, "status": "processed", "outcome": result["status"],
                                            "userId": result.get("user_id")})
         return Outcome(result["status"], result.get("session_id"), result.get("user_id"))
+    from core import subscriptions  # token plans; imported here because it imports Outcome from this module
+    if event.type in subscriptions.HANDLERS:
+        return subscriptions.HANDLERS[event.type](deps, event)
+    if subscriptions.is_plan_session(event.object):  # a plan's checkout: the tokens come with invoice.paid
+        return subscriptions.plan_checkout_session(deps, event)
     session = CheckoutSession.from_stripe(event.object)
     context.update(session_id=session.id, user_id=claimed_user_id(session))
     if event.type in (CHECKOUT_COMPLETED, CHECKOUT_ASYNC_SUCCEEDED) and session.payment_status == "paid":

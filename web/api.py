@@ -7,7 +7,9 @@ from flask import Blueprint, current_app, g, jsonify, request
 
 from core import accounts
 from core.errors import EnqueueFailed
-from core.checkout_service import InvalidRequest, PaymentProviderError, RateLimited, start_checkout
+from core.checkout_service import (
+    InvalidRequest, PaymentProviderError, RateLimited, start_checkout, start_plan_checkout,
+)
 from core.balance_ops import KeyConflict, UnknownUser, grant, spend
 from core.ids import is_valid_doc_id
 from core.store import AccountFrozen, InsufficientFunds
@@ -145,14 +147,18 @@ def grant_tokens():
 @signed_in
 def checkout():
     body = _json_body()
-    unknown = set(body) - {"packageId"}
+    unknown = set(body) - {"packageId", "planId"}
     if unknown:
         raise InvalidRequest(f"unknown field(s): {', '.join(sorted(map(str, unknown)))}")
-    if "packageId" not in body:
-        raise InvalidRequest("packageId is required", "packageId")
-    if not isinstance(body["packageId"], str):
-        raise InvalidRequest("packageId must be a string", "packageId")
-    started = start_checkout(_deps(), g.uid, body["packageId"], request.headers.get("Idempotency-Key"))
+    if "packageId" in body and "planId" in body:
+        raise InvalidRequest("send packageId (a package) or planId (a token plan), not both")
+    field = "planId" if "planId" in body else "packageId"  # a token plan is a subscription checkout
+    if field not in body:
+        raise InvalidRequest("packageId is required (or planId for a token plan)", "packageId")
+    if not isinstance(body[field], str):
+        raise InvalidRequest(f"{field} must be a string", field)
+    start = start_plan_checkout if field == "planId" else start_checkout
+    started = start(_deps(), g.uid, body[field], request.headers.get("Idempotency-Key"))
     return jsonify(sessionId=started.session_id, url=started.url, expiresAt=started.expires_at)
 
 

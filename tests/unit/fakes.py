@@ -19,7 +19,9 @@ from google.api_core import exceptions as gexc
 from core.catalog import load_catalog
 from core.config import load_settings
 from core.deps import Deps
-from core.store import FULFILLED, REPLACEABLE_BY, Alert, CreditRequest, CreditResult, StatusChange
+from core.store import (
+    FULFILLED, REPLACEABLE_BY, Alert, CreditRequest, CreditResult, EntryRequest, EntryResult, StatusChange,
+)
 
 FIXED_NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 WEBHOOK_SECRET = "whsec_unit_primary"
@@ -147,6 +149,51 @@ class FakeLedgerStore:
         pending: list[Callable[[], None]] = []
         self._write_alert(alert, pending)
         self._commit(pending)
+
+    # -- ledger entries and subscriptions (token plans) ---------------------------------
+    def post_entry(self, request: EntryRequest) -> EntryResult:
+        """As FirestoreLedgerStore.post_entry: an existing id is an idempotent replay."""
+        from core.ledger import total_delta
+        from core.store import AccountFrozen, InsufficientFunds
+
+        self._maybe_fail("post_entry")
+        check_firestore_doc_id(request.user_id)
+        check_firestore_doc_id(request.entry_id)
+        existing = self.ledger.get(request.entry_id)
+        if existing is not None:
+            conflict = request.request_hash is not None and existing.get("requestHash") != request.request_hash
+            return EntryResult(request.entry_id, False, existing["amount"], existing["balanceAfter"], conflict)
+        user = self.users.get(request.user_id, {})
+        totals = {name: int(user.get(name) or 0) for name in TOTAL_FIELDS}
+        balance = totals["tokenBalance"]
+        if request.require_funds:
+            frozen = sorted((user.get("frozenBy") or {}).keys())
+            if frozen:
+                raise AccountFrozen(frozen)
+            if balance < -request.amount:
+                raise InsufficientFunds(balance, -request.amount)
+        balance_after = balance + request.amount
+        if balance_after < 0 and not request.allow_negative:
+            raise InsufficientFunds(balance, -request.amount)
+        total, delta = total_delta(request.type, request.amount)
+        user_fields = {**totals, "tokenBalance": balance_after, total: totals[total] + delta,
+                       "debt": max(0, -balance_after)}
+        entry = {**request.fields, "userId": request.user_id, "type": request.type, "amount": request.amount,
+                 "balanceAfter": balance_after, "requestHash": request.request_hash}
+        self.users.setdefault(request.user_id, {}).update(user_fields)
+        self.ledger[request.entry_id] = entry
+        return EntryResult(request.entry_id, True, request.amount, balance_after)
+
+    def mirror_subscription(self, user_id: str, subscription: Mapping[str, Any], event_created: int) -> bool:
+        """As FirestoreLedgerStore.mirror_subscription: a set with merge (nested fields merge)."""
+        self._maybe_fail("mirror_subscription")
+        check_firestore_doc_id(user_id)
+        stored = self.users.get(user_id, {}).get("subscription") or {}
+        if int(stored.get("eventCreated") or 0) > event_created:
+            return False  # a newer event already applied
+        merged = {**copy.deepcopy(stored), **copy.deepcopy(dict(subscription)), "eventCreated": event_created}
+        self.users.setdefault(user_id, {})["subscription"] = merged
+        return True
 
     def get_user(self, user_id: str) -> Mapping[str, Any] | None:
         self._maybe_fail("get_user")

@@ -173,9 +173,9 @@ def test_velocity_limits_come_from_settings(store, redis):
 
 
 def test_unhandled_event_type_is_recorded_as_ignored(deps, store):
-    payload = json.dumps({"id": "evt_inv", "type": "invoice.paid", "data": {"object": {"id": "in_1"}}})
+    payload = json.dumps({"id": "evt_inv", "type": "invoice.finalized", "data": {"object": {"id": "in_1"}}})
     assert process_stripe_event(deps, payload) == Outcome("ignored")
-    assert store.events["evt_inv"] == {"type": "invoice.paid", "status": "ignored"}
+    assert store.events["evt_inv"] == {"type": "invoice.finalized", "status": "ignored"}
 
 
 def test_malformed_payload_raises_malformed_event(deps):

@@ -149,15 +149,15 @@ def test_body_at_the_size_limit_is_accepted_and_one_byte_over_is_refused_with_41
 
 
 def test_unhandled_event_type_is_recorded_as_ignored_not_enqueued(deliver, queue):
-    payload = json.dumps(event({"id": "in_1"}, "invoice.paid", event_id="evt_inv"))
-    assert deliver(payload) == Received("evt_inv", "invoice.paid", False)
-    assert queue.ignored == [("evt_inv", "invoice.paid")]
+    payload = json.dumps(event({"id": "in_1"}, "invoice.finalized", event_id="evt_inv"))
+    assert deliver(payload) == Received("evt_inv", "invoice.finalized", False)
+    assert queue.ignored == [("evt_inv", "invoice.finalized")]
     assert queue.events == []
 
 
 def test_failing_to_record_an_ignored_event_still_answers_received(deliver):
-    payload = json.dumps(event({"id": "in_1"}, "invoice.paid", event_id="evt_inv"))
-    assert deliver(payload, to=BrokenQueue()) == Received("evt_inv", "invoice.paid", False)
+    payload = json.dumps(event({"id": "in_1"}, "invoice.finalized", event_id="evt_inv"))
+    assert deliver(payload, to=BrokenQueue()) == Received("evt_inv", "invoice.finalized", False)
 
 
 def test_failing_to_enqueue_a_handled_event_raises_enqueue_failed(deliver, refusals):
