@@ -22,7 +22,7 @@ def web_app_without_sent_event():
     """web.app as shipped, except the producer's ``task_send_sent_event`` is off."""
     from core.bootstrap import bootstrap
     from web.app import create_app
-    from web.event_queue import CeleryEventQueue
+    from worker.event_queue import CeleryEventQueue
     from worker.celery_app import create_celery
 
     deps = bootstrap()

@@ -33,6 +33,7 @@ class Settings:
     firestore_emulator_host: str | None = "127.0.0.1:8080"
     redis_url: str = "redis://127.0.0.1:6379/0"
     broker_url: str = "redis://127.0.0.1:6379/0"
+    celery_queue: str = "tokenbank"
     port: int = 8000
     public_base_url: str = "http://127.0.0.1:8000"
     firebase_auth_emulator_host: str | None = "127.0.0.1:9099"
@@ -123,6 +124,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         firestore_emulator_host=emulator,
         redis_url=redis_url,
         broker_url=env.get("CELERY_BROKER_URL") or redis_url,
+        celery_queue=env.get("CELERY_QUEUE") or Settings.celery_queue,
         port=_int(env, "PORT", 8000, 1),
         public_base_url=env.get("PUBLIC_BASE_URL") or (
             _required("PUBLIC_BASE_URL") if production else f"http://127.0.0.1:{_int(env, 'PORT', 8000, 1)}"),

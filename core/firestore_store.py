@@ -19,7 +19,7 @@ from core.store import (
 )
 
 USERS, LEDGER, PURCHASES, EVENTS, ALERTS = "users", "transactions", "purchases", "stripe_events", "security_alerts"
-DISPUTES = "disputes"
+DISPUTES, OPS_LOG = "disputes", "ops_log"
 TOTAL_FIELDS = ("tokenBalance", "totalTokensEarned", "totalTokensPurchased", "totalTokensSpent")
 # Bounded per-call deadline for reads outside transactions (readiness probe).
 PING_TIMEOUT_SECONDS = 3.0
@@ -356,6 +356,19 @@ class FirestoreLedgerStore:
         purchases = [{"id": s.id, **s.to_dict()}
                      for s in self.db.collection(PURCHASES).where(filter=FieldFilter("userId", "==", user_id)).stream()]
         return user, entries, purchases
+
+    def get_dispute(self, dispute_id: str) -> Mapping[str, Any] | None:
+        return self._ref(DISPUTES, dispute_id).get().to_dict()
+
+    def list_events(self, status: str, limit: int) -> list[dict]:
+        query = self.db.collection(EVENTS).where(filter=FieldFilter("status", "==", status)).limit(limit)
+        return [{"id": s.id, **s.to_dict()} for s in query.stream()]
+
+    def get_event(self, event_id: str) -> Mapping[str, Any] | None:
+        return self._ref(EVENTS, event_id).get().to_dict()
+
+    def add_ops_log(self, fields: Mapping[str, Any]) -> None:
+        self.db.collection(OPS_LOG).add({**fields, "createdAt": firestore.SERVER_TIMESTAMP})
 
     def get_user(self, user_id: str) -> Mapping[str, Any] | None:
         return self._ref(USERS, user_id).get().to_dict()

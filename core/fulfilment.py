@@ -7,12 +7,11 @@ on the session id, so any number of calls for one session credit it once.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-
-from core import alerts, purchase_gate
+from core import alerts, purchase_gate, subscriptions
 from core.checkout import CheckoutSession, claimed_user_id, validate_paid_session
 from core.deps import Deps
 from core.errors import MalformedEvent, PurchaseRejected
+from core.outcome import Outcome
 from core.store import EXPIRED, FAILED, PENDING, REJECTED, EventRef, CreditRequest, StatusChange
 from core.reversals import handle_dispute, handle_refund
 from core.stripe_events import (
@@ -23,19 +22,6 @@ from core.user_lock import user_lock
 from core.velocity import record_purchase
 
 log = logging.getLogger("tokenbank.fulfilment")
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What became of one event or one fulfilment call (JSON-friendly)."""
-    status: str  # credited | already_fulfilled | rejected | pending | failed | expired | skipped | ignored
-    session_id: str | None = None
-    user_id: str | None = None
-    balance_after: int | None = None
-    reason: str | None = None
-
-    def as_dict(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if v is not None}
 
 
 def process_stripe_event(deps: Deps, payload: str) -> Outcome:
@@ -52,7 +38,6 @@ def process_stripe_event(deps: Deps, payload: str) -> Outcome:
         deps.store.record_event(event.id, {"type": event.type, "status": "processed", "outcome": result["status"],
                                            "userId": result.get("user_id")})
         return Outcome(result["status"], result.get("session_id"), result.get("user_id"))
-    from core import subscriptions  # token plans; imported here because it imports Outcome from this module
     if event.type in subscriptions.HANDLERS:
         return subscriptions.HANDLERS[event.type](deps, event)
     if subscriptions.is_plan_session(event.object):  # a plan's checkout: the tokens come with invoice.paid
@@ -145,6 +130,8 @@ def fulfil_session_by_id(deps: Deps, session_id: str, source: str) -> Outcome:
         raise MalformedEvent("Stripe returned a different session")
     ref = EventRef(None, "checkout.session.retrieved", source)
     context = {"session_id": session_id, "source": source, "user_id": claimed_user_id(session)}
+    if subscriptions.is_plan_session(obj):
+        return Outcome("plan_checkout", session.id, claimed_user_id(session))  # credited by invoice.paid
     if session.payment_status in ("paid", "no_payment_required") and session.status == "complete":
         return fulfil_checkout_session(deps, session, ref)
     if session.status == "complete":

@@ -22,4 +22,16 @@ def success_checks(user_id: str) -> str:
     return f"{PREFIX}confirm:{{{user_id}}}"
 
 
+def reconcile_requested(session_id: str) -> str:
+    return f"{PREFIX}reconcile:requested:{session_id}"
+
+
+def job_slot(job: str, slot: int) -> str:
+    return f"{PREFIX}job:{job}:{slot}"
+
+
+def operator_log() -> str:
+    return f"{PREFIX}ops:log"
+
+
 DEAD_LETTER_SPOOL = f"{PREFIX}deadletter:spool"

@@ -26,7 +26,7 @@ from core.catalog import Plan
 from core.checkout import CheckoutSession, resolve_user_id
 from core.deps import Deps
 from core.errors import MalformedEvent, PurchaseRejected
-from core.fulfilment import Outcome
+from core.outcome import Outcome
 from core.ids import is_valid_doc_id
 from core.store import Alert, EntryRequest
 from core.stripe_events import (

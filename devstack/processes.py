@@ -145,7 +145,7 @@ def service_env(*, redis_url: str, firestore_host: str, project: str, **override
 
 def start_worker(env: dict, concurrency: int = 4, name: str = "worker", pool: str = "prefork") -> Service:
     args = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "--loglevel=INFO",
-            f"--concurrency={concurrency}", f"--pool={pool}", "-Q", "tokenbank",
+            f"--concurrency={concurrency}", f"--pool={pool}", "-Q", env.get("CELERY_QUEUE", "tokenbank"),
             f"--hostname={name}-{os.getpid()}-{time.monotonic_ns()}@%h", "--without-mingle", "--without-gossip"]
     proc, log = _spawn(name, args, env=env)
     service = Service(name, proc, "", log)

@@ -13,7 +13,7 @@ from web.security import install_headers
 def create_app(deps: Deps | None = None, queue=None) -> Flask:
     deps = deps or bootstrap()
     if queue is None:
-        from web.event_queue import CeleryEventQueue
+        from worker.event_queue import CeleryEventQueue
         from worker.celery_app import create_celery
 
         queue = CeleryEventQueue(create_celery(deps.settings))

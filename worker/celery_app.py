@@ -14,7 +14,7 @@ from __future__ import annotations
 from celery import Celery
 
 from core.config import Settings, load_settings
-from worker.task_names import QUEUE
+from worker.task_names import JOB_AUDIT, JOB_RECONCILE
 
 
 def create_celery(settings: Settings) -> Celery:
@@ -34,7 +34,7 @@ def create_celery(settings: Settings) -> Celery:
         accept_content=["json"],
         result_serializer="json",
         task_ignore_result=True,
-        task_default_queue=QUEUE,
+        task_default_queue=settings.celery_queue,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         # A task that failed has already retried or dead-lettered its work: ack it. A task
@@ -58,6 +58,10 @@ def create_celery(settings: Settings) -> Celery:
         worker_redirect_stdouts=False,
         broker_pool_limit=10,
     )
+    app.conf.beat_schedule = {
+        "reconcile-with-stripe": {"task": JOB_RECONCILE, "schedule": 15 * 60.0},
+        "audit-balances": {"task": JOB_AUDIT, "schedule": 24 * 3600.0},
+    }
     app.tokenbank_settings = settings
     return app
 

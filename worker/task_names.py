@@ -1,5 +1,7 @@
 """Stable, explicit task names: the contract between the web tier and the workers."""
 PROCESS_STRIPE_EVENT = "tokenbank.stripe.process_event"
 RECORD_IGNORED_EVENT = "tokenbank.stripe.record_ignored_event"
-QUEUE = "tokenbank"
+QUEUE = "tokenbank"  # the default; CELERY_QUEUE overrides it
 FULFIL_CHECKOUT_SESSION = "tokenbank.checkout.fulfil_session"
+JOB_RECONCILE = "tokenbank.jobs.reconcile"
+JOB_AUDIT = "tokenbank.jobs.audit"

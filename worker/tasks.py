@@ -39,3 +39,19 @@ def fulfil_checkout_session_task(self, session_id: str, source: str) -> dict:
         lambda exc, attempts: None,  # nothing to dead-letter: the webhook and reconciliation still cover it
         {"session_id": session_id, "source": source},
     )
+
+
+@app.task(name=task_names.JOB_RECONCILE, bind=True, base=MoneyTask, soft_time_limit=600, time_limit=900)
+def reconcile_job(self) -> dict:
+    from core.jobs import scheduled_reconcile
+    from worker.event_queue import CeleryEventQueue
+
+    return self.run_guarded(lambda: scheduled_reconcile(deps(), CeleryEventQueue(self.app)),
+                            lambda exc, attempts: None, {"job": "reconcile"})
+
+
+@app.task(name=task_names.JOB_AUDIT, bind=True, base=MoneyTask, soft_time_limit=1500, time_limit=1800)
+def audit_job(self) -> dict:
+    from core.jobs import scheduled_audit
+
+    return self.run_guarded(lambda: scheduled_audit(deps()), lambda exc, attempts: None, {"job": "audit"})

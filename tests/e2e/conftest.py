@@ -49,7 +49,7 @@ def system():
             redis_url=f"redis://{REDIS_HOST}/12", firestore_host=firestore.address, project=PROJECT,
             CELERY_BROKER_URL=f"redis://{REDIS_HOST}/11", PORT=port, PUBLIC_BASE_URL=base_url,
             STRIPE_API_BASE=f"http://127.0.0.1:{sandbox_port}", FIREBASE_AUTH_EMULATOR_HOST=auth.address,
-            SANDBOX_WEBHOOK_RETRY_BASE_SECONDS="0.2")
+            SANDBOX_WEBHOOK_RETRY_BASE_SECONDS="0.2", CELERY_QUEUE=f"tokenbank-e2e-{os.getpid()}")
         import redis
 
         for db in (11, 12):

@@ -66,6 +66,7 @@ def integration_env(redis_host: str, firestore_host: str, sandbox_url: str, **ov
     return service_env(redis_url=f"redis://{redis_host}/{DATA_DB}", firestore_host=firestore_host, project=PROJECT,
                        CELERY_BROKER_URL=f"redis://{redis_host}/{BROKER_DB}", STRIPE_API_BASE=sandbox_url,
                        FIREBASE_AUTH_EMULATOR_HOST="127.0.0.1:9099", PUBLIC_BASE_URL="http://tokenbank.test",
+                       CELERY_QUEUE=f"tokenbank-test-{os.getpid()}",
                        **overrides)
 
 
@@ -109,7 +110,7 @@ def celery_producer(settings):
 @pytest.fixture
 def web_client(deps, celery_producer):
     from web.app import create_app
-    from web.event_queue import CeleryEventQueue
+    from worker.event_queue import CeleryEventQueue
 
     app = create_app(deps, CeleryEventQueue(celery_producer))
     return app.test_client()

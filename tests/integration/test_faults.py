@@ -74,7 +74,7 @@ def stack():
 @pytest.fixture
 def stack_app(stack):
     from web.app import create_app
-    from web.event_queue import CeleryEventQueue
+    from worker.event_queue import CeleryEventQueue
     from worker.celery_app import create_celery
 
     settings = stack.settings()

@@ -1,4 +1,4 @@
-"""The web tier's side of the queue: publishes verified events to the workers by task name."""
+"""The queue port on Celery: publishes work to the workers by stable task name (web tier and jobs)."""
 from __future__ import annotations
 
 from celery import Celery
@@ -9,18 +9,19 @@ from worker import task_names
 class CeleryEventQueue:
     def __init__(self, celery: Celery):
         self.celery = celery
+        self.queue = celery.conf.task_default_queue
 
     def enqueue_event(self, event_id: str, event_type: str, payload: str) -> None:
         # send_task returns once the broker holds the message (a Redis LPUSH).
         self.celery.send_task(task_names.PROCESS_STRIPE_EVENT, args=[event_id, event_type, payload],
-                              queue=task_names.QUEUE)
+                              queue=self.queue)
 
     def enqueue_ignored(self, event_id: str, event_type: str) -> None:
-        self.celery.send_task(task_names.RECORD_IGNORED_EVENT, args=[event_id, event_type], queue=task_names.QUEUE)
+        self.celery.send_task(task_names.RECORD_IGNORED_EVENT, args=[event_id, event_type], queue=self.queue)
 
     def ping(self) -> None:
         with self.celery.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=2)
 
     def request_fulfilment(self, session_id: str, source: str) -> None:
-        self.celery.send_task(task_names.FULFIL_CHECKOUT_SESSION, args=[session_id, source], queue=task_names.QUEUE)
+        self.celery.send_task(task_names.FULFIL_CHECKOUT_SESSION, args=[session_id, source], queue=self.queue)

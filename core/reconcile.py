@@ -1,0 +1,138 @@
+"""Reconciliation with Stripe: find what the webhooks missed, and what disagrees.
+
+Lists the Checkout Sessions completed in the last ``hours`` (paginated, at most ``max_rps``
+requests per second) and asks for the same idempotent fulfilment (the queue port's
+``request_fulfilment``) for every paid one without a fulfilled purchase — a missed webhook.
+A session asked for is remembered for the window, so a second run right after enqueues
+nothing. Sessions that disagree with our records (a fulfilled purchase Stripe does not
+call paid, another user, a rejected paid session), refunds not yet applied and disputes we
+have no record of are reported as findings. Every outcome is counted.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+from core import redis_keys
+from core.checkout import CheckoutSession, claimed_user_id
+
+log = logging.getLogger("tokenbank.reconcile")
+
+
+@dataclass
+class ReconcileReport:
+    counts: Counter = field(default_factory=Counter)
+    findings: list[dict] = field(default_factory=list)
+    enqueued: list[str] = field(default_factory=list)
+
+    def find(self, kind: str, **details) -> None:
+        self.counts[kind] += 1
+        self.findings.append({"kind": kind, **details})
+
+    def as_dict(self) -> dict:
+        return {"counts": dict(self.counts), "findings": self.findings, "enqueued": self.enqueued}
+
+
+class RateLimiter:
+    def __init__(self, per_second: float, clock=time.monotonic, sleep=time.sleep):
+        self.interval, self.clock, self.sleep, self.next = 1.0 / per_second, clock, sleep, 0.0
+
+    def wait(self) -> None:
+        now = self.clock()
+        if now < self.next:
+            self.sleep(self.next - now)
+            now = self.next
+        self.next = now + self.interval
+
+
+def _pages(list_call: Callable[[dict], Any], params: dict, limiter: RateLimiter) -> Iterator[dict]:
+    after = None
+    while True:
+        limiter.wait()
+        page = list_call({**params, "limit": 100, **({"starting_after": after} if after else {})}).to_dict()
+        for item in page.get("data", []):
+            yield item
+        if not page.get("has_more") or not page.get("data"):
+            return
+        after = page["data"][-1]["id"]
+
+
+def reconcile(deps, queue, hours: int = 72, max_rps: float = 20, on_progress=None) -> ReconcileReport:
+    report = ReconcileReport()
+    limiter = RateLimiter(max_rps)
+    since = int(deps.clock()) - hours * 3600
+    v1 = deps.stripe.v1
+    for obj in _pages(v1.checkout.sessions.list, {"created": {"gte": since}, "status": "complete"}, limiter):
+        _session(deps, queue, CheckoutSession.from_stripe(obj), report, hours)
+        report.counts["sessions_seen"] += 1
+        if on_progress:
+            on_progress(report)
+    for charge in _pages(v1.charges.list, {"created": {"gte": since}}, limiter):
+        _charge(deps, charge, report)
+    for dispute in _pages(v1.disputes.list, {"created": {"gte": since}}, limiter):
+        _dispute(deps, dispute, report)
+    log.info("reconciliation done", extra={"counts": dict(report.counts)})
+    return report
+
+
+def _session(deps, queue, session: CheckoutSession, report: ReconcileReport, hours: int) -> None:
+    if not session.has_valid_id:
+        report.find("invalid_session_id", sessionId=repr(session.id)[:100])
+        return
+    purchase = deps.store.get_purchase(session.id)
+    status = (purchase or {}).get("status")
+    paid = session.payment_status == "paid"
+    if paid and status == "fulfilled":
+        if purchase.get("userId") != claimed_user_id(session):
+            report.find("user_disagrees", sessionId=session.id, ours=purchase.get("userId"),
+                        stripe=claimed_user_id(session))
+        else:
+            report.counts["in_agreement"] += 1
+        return
+    if paid and status == "rejected":
+        report.find("paid_but_rejected", sessionId=session.id, reason=purchase.get("reason"))
+        return
+    if not paid and status == "fulfilled":
+        report.find("fulfilled_but_not_paid", sessionId=session.id, paymentStatus=session.payment_status)
+        return
+    if not paid:
+        report.counts["unpaid_open"] += 1
+        return
+    # Paid, never fulfilled: a missed (or still queued) webhook. Ask once per window.
+    marker = redis_keys.reconcile_requested(session.id)
+    if not deps.redis.set(marker, "1", nx=True, ex=hours * 3600):
+        report.counts["already_requested"] += 1
+        return
+    queue.request_fulfilment(session.id, "reconciliation")
+    report.enqueued.append(session.id)
+    report.find("missed_fulfilment", sessionId=session.id, userId=claimed_user_id(session))
+
+
+def _charge(deps, charge: dict, report: ReconcileReport) -> None:
+    refunded = charge.get("amount_refunded") or 0
+    intent = charge.get("payment_intent")
+    if not refunded or not isinstance(intent, str):
+        return
+    found = deps.store.find_purchase_by_payment_intent(intent)
+    if found is None:
+        return
+    session_id, purchase = found
+    if int(purchase.get("refundedCents") or 0) < refunded:
+        report.find("refund_not_applied", sessionId=session_id, stripeRefunded=refunded,
+                    oursRefunded=int(purchase.get("refundedCents") or 0))
+    else:
+        report.counts["refunds_in_agreement"] += 1
+
+
+def _dispute(deps, dispute: dict, report: ReconcileReport) -> None:
+    record = deps.store.get_dispute(dispute["id"]) if dispute.get("id") else None
+    if record is None:
+        report.find("dispute_unknown", disputeId=dispute.get("id"), status=dispute.get("status"))
+    elif bool(record.get("closed")) != (dispute.get("status") in ("won", "lost", "warning_closed")):
+        report.find("dispute_state_disagrees", disputeId=dispute["id"], stripe=dispute.get("status"),
+                    oursClosed=bool(record.get("closed")))
+    else:
+        report.counts["disputes_in_agreement"] += 1

@@ -1,0 +1,122 @@
+"""Reconciliation, scheduled jobs and the operators' CLI on the real stack."""
+from __future__ import annotations
+
+import io
+import json
+import time
+
+import pytest
+
+from core.jobs import scheduled_audit, scheduled_reconcile
+from core.reconcile import reconcile
+from tests.integration.conftest import doc, docs, eventually
+from tests.integration.test_ledger_operations import buy
+from tests.integration.test_purchase_pipeline import post
+from tests.integration.test_user_api import checkout, pay
+from tests.support import events
+from worker.cli import main, parser, run
+from worker.event_queue import CeleryEventQueue
+
+
+@pytest.fixture
+def queue(celery_producer):
+    return CeleryEventQueue(celery_producer)
+
+
+def cli(deps, queue, *argv):
+    out = io.StringIO()
+    code = run(parser().parse_args(list(argv)), deps, queue, out)
+    return code, json.loads(out.getvalue()) if out.getvalue() else None
+
+
+def test_reconciliation_credits_a_missed_webhook_once_and_a_second_run_enqueues_nothing(
+        web_client, deps, worker, queue, stripe_sandbox):
+    session_id = checkout(web_client, "missed").json["sessionId"]
+    pay(stripe_sandbox, session_id)  # this sandbox delivers no webhook: the webhook is "missed"
+    first = reconcile(deps, queue)
+    assert session_id in first.enqueued and first.counts["missed_fulfilment"] >= 1
+    eventually(lambda: (doc(deps, "users", "missed") or {}).get("tokenBalance") == 50, what="reconciled credit")
+    assert doc(deps, "purchases", session_id)["fulfilledBy"]["source"] == "reconciliation"
+    second = reconcile(deps, queue)
+    assert second.enqueued == [] and second.counts["in_agreement"] >= 1
+    assert len(docs(deps, "transactions", userId="missed")) == 1
+
+
+def test_a_scheduled_slot_runs_once_even_with_two_beats(deps, queue):
+    assert "skipped" not in scheduled_reconcile(deps, queue)
+    assert scheduled_reconcile(deps, queue) == {"skipped": "slot already claimed"}
+    assert scheduled_audit(deps)["violations"] == 0
+    assert scheduled_audit(deps) == {"skipped": "slot already claimed"}
+
+
+def test_audit_command_finds_a_tampered_balance_and_alerts(web_client, deps, worker, queue, secret):
+    buy(web_client, deps, secret, "tampered", "starter")
+    assert cli(deps, queue, "audit")[0] == 0
+    deps.store.db.collection("users").document("tampered").update({"tokenBalance": 5000})
+    code, report = cli(deps, queue, "audit")
+    assert code == 1
+    assert {(v["userId"], v["check"]) for v in report["violations"]} == {("tampered", "balance_equals_ledger")}
+    [alert] = docs(deps, "security_alerts", type="ledger_audit_violation")
+    assert alert["details"]["expected"] == 50 and alert["details"]["actual"] == 5000
+
+
+def test_dead_letters_are_listed_and_replayed_idempotently(web_client, deps, worker, queue, secret):
+    deps.redis.set("tb:lock:user:{jammed}", "held", px=60000)
+    evt = events.event(events.checkout_session("jammed", "starter"))
+    post(web_client, evt, secret)
+    eventually(lambda: (doc(deps, "stripe_events", evt["id"]) or {}).get("status") == "dead_lettered", timeout=40)
+    code, failed = cli(deps, queue, "events", "failed")
+    assert code == 0 and [e["id"] for e in failed] == [evt["id"]]
+    deps.redis.delete("tb:lock:user:{jammed}")
+    assert cli(deps, queue, "events", "replay", "--all-failed") == (0, {"replayed": 1})
+    eventually(lambda: (doc(deps, "users", "jammed") or {}).get("tokenBalance") == 50)
+    assert cli(deps, queue, "events", "replay", evt["id"])[0] == 0  # again: still one credit
+    time.sleep(1)
+    assert doc(deps, "users", "jammed")["tokenBalance"] == 50
+    assert cli(deps, queue, "events", "failed")[1] == []
+    assert cli(deps, queue, "events", "replay", "evt_unknown")[0] == 1
+
+
+def test_ratelimit_reset_clears_the_window_logs_the_operator_and_never_touches_the_ledger(
+        web_client, deps, worker, queue, secret):
+    for _ in range(5):
+        buy(web_client, deps, secret, "limited", "starter")
+    assert checkout(web_client, "limited").status_code == 429
+    code, shown = cli(deps, queue, "ratelimit", "show", "limited")
+    assert code == 0 and len(shown["paidPurchases"]) == 5
+    assert cli(deps, queue, "ratelimit", "reset", "limited", "--operator", "alice")[0] == 0
+    assert checkout(web_client, "limited").status_code == 200
+    assert doc(deps, "users", "limited")["tokenBalance"] == 250
+    assert len(docs(deps, "transactions", userId="limited")) == 5
+    [entry] = docs(deps, "ops_log", action="ratelimit_reset")
+    assert entry["operator"] == "alice" and entry["userId"] == "limited"
+
+
+def test_grant_adjust_and_user_commands_write_ledger_entries_with_the_operator(deps, queue):
+    assert cli(deps, queue, "grant", "support-case", "30", "--reason", "outage", "--create",
+               "--operator", "bob", "--key", "case-1")[1]["balance"] == 30
+    assert cli(deps, queue, "grant", "support-case", "30", "--reason", "outage", "--operator", "bob",
+               "--key", "case-1")[1]["replayed"] is True
+    assert cli(deps, queue, "adjust", "support-case", "-10", "--reason", "double grant",
+               "--operator", "bob")[1]["balance"] == 20
+    code, user = cli(deps, queue, "user", "support-case")
+    assert code == 0 and user["tokenBalance"] == 20 and len(user["entries"]) == 2
+    assert {e["actor"] for e in docs(deps, "transactions", userId="support-case")} == {"operator:bob"}
+
+
+@pytest.mark.parametrize("argv", [[], ["nope"], ["grant", "u"], ["grant", "u", "ten", "--reason", "x"],
+                                  ["grant", "a/b", "5", "--reason", "x"], ["events", "replay"],
+                                  ["ratelimit", "show"], ["reconcile", "--hours", "x"]])
+def test_bad_arguments_exit_2_with_a_message(argv, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    assert "usage: tokenbank" in capsys.readouterr().err
+
+
+def test_refused_operations_exit_non_zero(deps, queue, capsys):
+    with pytest.raises(Exception):
+        cli(deps, queue, "adjust", "nobody-here", "5", "--reason", "x")
+    assert main(["grant", "nobody-here", "5", "--reason", "x"]) == 1
+    assert main(["grant", "someone", "0", "--reason", "x", "--create"]) == 2
+    assert "tokenbank:" in capsys.readouterr().err
