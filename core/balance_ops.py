@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from core.checkout_service import InvalidRequest
 from core.deps import Deps
 from core.ledger import MAX_GRANT, MAX_SPEND, idempotency_key, keyed_entry_id, positive_amount, reason_text, request_hash
-from core.store import EntryRequest, EntryResult
+from core import metrics
+from core.store import AccountFrozen, EntryRequest, EntryResult, InsufficientFunds
 from core.user_lock import user_lock
 
 log = logging.getLogger("tokenbank.balance")
@@ -40,8 +41,15 @@ class Posted:
 
 def _post(deps: Deps, request: EntryRequest) -> Posted:
     settings = deps.settings
-    with user_lock(deps.redis, request.user_id, settings.user_lock_ttl_ms, settings.user_lock_wait_seconds):
-        result: EntryResult = deps.store.post_entry(request)
+    try:
+        with user_lock(deps.redis, request.user_id, settings.user_lock_ttl_ms, settings.user_lock_wait_seconds):
+            result: EntryResult = deps.store.post_entry(request)
+    except (InsufficientFunds, AccountFrozen) as refused:
+        if request.type == "spend":
+            metrics.SPENDS.labels(type(refused).__name__).inc()
+        raise
+    if request.type == "spend":
+        metrics.SPENDS.labels("conflict" if result.conflict else "replayed" if not result.created else "posted").inc()
     if result.conflict:
         raise KeyConflict("this idempotency key was already used for a different request")
     log.info("ledger entry %s", "replayed" if not result.created else "posted",

@@ -12,6 +12,7 @@ from core.catalog import load_catalog
 from core.config import Settings, load_settings
 from core.deps import Deps
 from core.logs import configure_logging
+from core.secrets import with_secrets
 
 
 def firebase_app(settings: Settings):
@@ -74,7 +75,7 @@ def stripe_client(settings: Settings):
 def bootstrap(settings: Settings | None = None, *, configure_logs: bool = True) -> Deps:
     from core.firestore_store import FirestoreLedgerStore, bound_call_deadlines, cap_reconnect_backoff
 
-    settings = settings or load_settings()
+    settings = settings or load_settings(with_secrets(os.environ))
     if configure_logs:
         configure_logging(settings.log_level, settings.google_cloud_project)
     cap_reconnect_backoff()

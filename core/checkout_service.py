@@ -14,7 +14,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Callable
 
-from core import purchase_gate
+from core import metrics, purchase_gate
 from core.deps import Deps
 from core.ids import is_valid_doc_id
 
@@ -128,6 +128,7 @@ def _gated_session(deps: Deps, user_id: str, client_key: object, params: Callabl
     decision = purchase_gate.reserve(deps.redis, user_id, placeholder, int(now * 1000), expires_at * 1000,
                                      settings.purchases_per_hour, settings.purchases_per_day)
     if not decision.allowed:
+        metrics.RATE_LIMITED.inc()
         log.warning("purchase gate refused checkout", extra={"user_id": user_id, "last_hour": decision.last_hour,
                                                              "last_day": decision.last_day})
         limit = (f"{settings.purchases_per_hour} purchases per hour"

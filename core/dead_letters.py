@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 
-from core import alerts, redis_keys
+from core import alerts, metrics, redis_keys
 from core.deps import Deps
 
 log = logging.getLogger("tokenbank.dead_letters")
@@ -23,9 +23,11 @@ def dead_letter_event(deps: Deps, event_id: str, event_type: str, payload: str, 
         deps.store.record_event(event_id, {"type": event_type, "status": "dead_lettered", "error": text,
                                            "attempts": attempts, "payload": payload},
                                 alert=alerts.dead_lettered(event_id, event_type, text))
+        metrics.DEAD_LETTERS.labels("firestore").inc()
         log.error("event dead-lettered", extra=context)
         return "firestore"
     except Exception as store_error:
         log.critical("dead letter could not be stored in Firestore (%s); spooling to Redis", store_error, extra=context)
     deps.redis.lpush(redis_keys.DEAD_LETTER_SPOOL, json.dumps({**context, "payload": payload}))
+    metrics.DEAD_LETTERS.labels("redis").inc()
     return "redis"

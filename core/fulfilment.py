@@ -7,7 +7,7 @@ on the session id, so any number of calls for one session credit it once.
 from __future__ import annotations
 
 import logging
-from core import alerts, purchase_gate, subscriptions
+from core import alerts, metrics, purchase_gate, subscriptions
 from core.checkout import CheckoutSession, claimed_user_id, validate_paid_session
 from core.deps import Deps
 from core.errors import MalformedEvent, PurchaseRejected
@@ -27,7 +27,7 @@ log = logging.getLogger("tokenbank.fulfilment")
 def process_stripe_event(deps: Deps, payload: str) -> Outcome:
     """Handle one verified Stripe event body (the worker's entry point)."""
     event = parse_event(payload)
-    ref = EventRef(event.id, event.type, "webhook")
+    ref = EventRef(event.id, event.type, "webhook", event.created or None)
     context = {"event_id": event.id, "event_type": event.type}
     if event.type not in HANDLED_TYPES:
         deps.store.record_event(event.id, {"type": event.type, "status": "ignored"})
@@ -84,12 +84,17 @@ def fulfil_checkout_session(deps: Deps, session: CheckoutSession, ref: EventRef)
     # commit and this line leaves it to the redelivery. The set keeps one member per session.
     velocity = record_purchase(deps.redis, purchase.user_id, purchase.session_id, int(deps.clock() * 1000))
     if velocity.newly_recorded and velocity.over(settings.purchases_per_hour, settings.purchases_per_day):
+        metrics.VELOCITY_ALERTS.inc()
         deps.store.add_alert(alerts.velocity_exceeded(purchase.session_id, purchase.user_id, velocity.last_hour,
                                                       velocity.last_day, settings.purchases_per_hour,
                                                       settings.purchases_per_day))
         log.warning("purchase velocity over the limit; credited because it was paid",
                     extra={**context, "last_hour": velocity.last_hour, "last_day": velocity.last_day})
     if result.credited:
+        metrics.CREDITS.labels(ref.source).inc()
+        metrics.CREDITED_TOKENS.inc(purchase.package.tokens)
+        if ref.created:
+            metrics.WEBHOOK_TO_CREDIT.observe(max(0.0, deps.clock() - ref.created))
         log.info("purchase credited", extra={**context, "tokens": purchase.package.tokens,
                                              "balance_after": result.balance_after, "attempts": result.attempts})
         return Outcome("credited", purchase.session_id, purchase.user_id, result.balance_after)
@@ -99,6 +104,7 @@ def fulfil_checkout_session(deps: Deps, session: CheckoutSession, ref: EventRef)
 
 def _reject(deps: Deps, session: CheckoutSession, ref: EventRef, rejection: PurchaseRejected, context: dict) -> Outcome:
     user_id = claimed_user_id(session)
+    metrics.REJECTIONS.labels(rejection.reason).inc()
     log.warning("purchase rejected: %s", rejection, extra={**context, "user_id": user_id, "reason": rejection.reason})
     if not session.has_valid_id:
         # The session id cannot name a document: key the alert by the event instead.

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import time
 
-from core import redis_keys
+from core import metrics, redis_keys
 from core.audit import audit
 from core.reconcile import reconcile
 from core.store import Alert
@@ -32,6 +32,7 @@ def scheduled_reconcile(deps, queue) -> dict:
 def audit_alerts(deps, report) -> int:
     day = time.strftime("%Y%m%d", time.gmtime(deps.clock()))
     for v in report.violations:
+        metrics.AUDIT_VIOLATIONS.labels(v.check).inc()
         deps.store.add_alert(Alert(f"audit_{day}_{v.user_id}_{v.check}", "ledger_audit_violation", v.user_id,
                                    v.as_dict()))
         log.error("ledger audit violation", extra=v.as_dict())

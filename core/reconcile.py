@@ -16,7 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from core import redis_keys
+from core import metrics, redis_keys
 from core.checkout import CheckoutSession, claimed_user_id
 
 log = logging.getLogger("tokenbank.reconcile")
@@ -29,6 +29,7 @@ class ReconcileReport:
     enqueued: list[str] = field(default_factory=list)
 
     def find(self, kind: str, **details) -> None:
+        metrics.RECONCILE_FINDINGS.labels(kind).inc()
         self.counts[kind] += 1
         self.findings.append({"kind": kind, **details})
 

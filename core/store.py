@@ -25,6 +25,7 @@ class EventRef:
     event_id: str | None
     event_type: str
     source: str = "webhook"  # webhook | success_page | reconciliation | replay
+    created: int | None = None  # the Stripe event's creation time (for webhook-to-credit latency)
 
 
 @dataclass(frozen=True)

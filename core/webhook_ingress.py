@@ -14,7 +14,7 @@ from typing import Callable, Protocol
 
 import stripe
 
-from core import alerts
+from core import alerts, metrics
 from core.deps import Deps
 from core.errors import EnqueueFailed, WebhookRefused
 from core.ids import is_valid_doc_id
@@ -58,6 +58,8 @@ def receive(deps: Deps, queue: EventQueue, body: bytes, header: str | None,
     try:
         return _receive(deps, queue, body, header)
     except WebhookRefused as refused:
+        metrics.SIGNATURE_FAILURES.labels(refused.reason).inc()
+        metrics.WEBHOOKS.labels("unknown", "refused").inc()
         log.warning("webhook refused: %s", refused.reason, extra={"status": refused.status})
         if alert_on_refusal is not None:
             alert_on_refusal(refused.reason)
@@ -92,10 +94,13 @@ def _receive(deps: Deps, queue: EventQueue, body: bytes, header: str | None) -> 
             queue.enqueue_ignored(event_id, event_type)
     except Exception as exc:
         if handled:
+            metrics.ENQUEUE_FAILURES.inc()
+            metrics.WEBHOOKS.labels(event_type, "enqueue_failed").inc()
             log.error("enqueue failed: %s", exc, extra={"event_id": event_id, "event_type": event_type})
             raise EnqueueFailed(str(exc)) from exc
         # An event we do not handle loses nothing if its record is not written.
         log.warning("could not record ignored event: %s", exc, extra={"event_id": event_id})
+    metrics.WEBHOOKS.labels(event_type if handled else "other", "enqueued" if handled else "ignored").inc()
     log.info("webhook accepted", extra={"event_id": event_id, "event_type": event_type, "handled": handled})
     return Received(event_id, event_type, handled)
 

@@ -27,9 +27,20 @@ DEFAULTS = {
     "GOOGLE_CLOUD_PROJECT": "demo-tokenbank",
     "STRIPE_API_BASE": "http://127.0.0.1:12111",
     "FLOWER_PORT": "5555",
+    "WORKER_METRICS_PORT": "9808",
     "FLOWER_BASIC_AUTH": "ops:tokenbank-dev",
     "PUBLIC_BASE_URL": "",
 }
+
+
+def metrics_dir(name: str) -> str:
+    """A fresh prometheus_client multiprocess directory for one process group."""
+    import shutil
+
+    path = ROOT / ".run" / f"metrics-{name}"
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return str(path)
 
 
 def dev_env() -> dict:
@@ -96,8 +107,9 @@ def main() -> int:
                                      ",".join(settings.stripe_webhook_secrets), sandbox.hostname))
         print(f"stripe     {settings.stripe_api_base} (local sandbox, pid {started[-1].pid})")
 
-        started.append(start_worker(env, concurrency=int(env.get("WORKER_CONCURRENCY", "8"))))
-        print(f"worker     celery, pid {started[-1].pid}, log {started[-1].log_path}")
+        started.append(start_worker({**env, "PROMETHEUS_MULTIPROC_DIR": metrics_dir("worker"),
+                                     "WORKER_METRICS_HOST": "127.0.0.1"}, concurrency=int(env.get("WORKER_CONCURRENCY", "8"))))
+        print(f"worker     celery, pid {started[-1].pid}, metrics http://127.0.0.1:{env['WORKER_METRICS_PORT']}/metrics, log {started[-1].log_path}")
         beat_schedule = ROOT / ".run" / "celerybeat-schedule"
         beat_schedule.parent.mkdir(exist_ok=True)
         proc, log = _spawn("beat", [sys.executable, "-m", "celery", "-A", "worker.celery_app", "beat",
@@ -111,7 +123,7 @@ def main() -> int:
         started.append(Service("flower", proc, f"http://127.0.0.1:{flower_port}", log))
         print(f"flower     http://127.0.0.1:{flower_port} (user {env['FLOWER_BASIC_AUTH'].split(':')[0]})")
 
-        started.append(start_web(env, port))
+        started.append(start_web({**env, "PROMETHEUS_MULTIPROC_DIR": metrics_dir("web")}, port))
         print(f"web        http://127.0.0.1:{port}  <- open http://127.0.0.1:{port}/buy-tokens")
         print("logs in artifacts/; Ctrl-C stops everything.", flush=True)
         while True:

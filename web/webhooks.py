@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request
 
-from core import webhook_ingress
+from core import metrics, webhook_ingress
 from core.errors import EnqueueFailed, WebhookRefused
 
 bp = Blueprint("webhooks", __name__)
@@ -16,6 +16,7 @@ def stripe_webhook():
     max_body = deps.settings.webhook_max_body_bytes
     length = request.content_length
     if length is not None and length > max_body:
+        metrics.SIGNATURE_FAILURES.labels("body too large").inc()
         refusal_alert("body too large")
         return jsonify(error="body too large", limit=max_body), 413
     body = request.stream.read(max_body + 1)
@@ -26,6 +27,12 @@ def stripe_webhook():
     except EnqueueFailed:
         return jsonify(error="temporarily unable to accept the event; retry"), 503, {"Retry-After": "5"}
     return jsonify(received=True, id=received.event_id, handled=received.handled), 200
+
+
+@bp.get("/metrics")
+def prometheus_metrics():
+    body, content_type = metrics.scrape()
+    return body, 200, {"Content-Type": content_type}
 
 
 @bp.get("/healthz")

@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from celery import Task
 
+from core import metrics
 from core.transient import transient_cause
 
 log = logging.getLogger("tokenbank.tasks")
@@ -41,13 +42,17 @@ class MoneyTask(Task):
             if transient and self.request.retries < settings.task_max_retries:
                 countdown = backoff_seconds(self.request.retries, settings.task_retry_backoff_seconds,
                                             settings.task_retry_backoff_max_seconds)
+                metrics.TASK_RETRIES.labels(self.name).inc()
+                metrics.TASK_SECONDS.labels(self.name, "retry").observe(time.perf_counter() - started)
                 log.warning("transient failure, retrying in %.2fs: %s: %s", countdown, type(cause).__name__, cause,
                             extra={**context, "attempt": attempt, "task_id": self.request.id})
                 raise self.retry(exc=exc, countdown=countdown, max_retries=settings.task_max_retries)
             log.error("giving up after %d attempt(s): %s", attempt, exc, exc_info=True,
                       extra={**context, "attempt": attempt, "transient": transient, "task_id": self.request.id})
+            metrics.TASK_SECONDS.labels(self.name, "failed").observe(time.perf_counter() - started)
             give_up(exc, attempt)
             raise
+        metrics.TASK_SECONDS.labels(self.name, "done").observe(time.perf_counter() - started)
         log.info("task done", extra={**context, "attempt": attempt, "task_id": self.request.id,
                                      "duration_ms": round((time.perf_counter() - started) * 1000, 2)})
         return result

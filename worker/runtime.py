@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import os
 
-from celery.signals import worker_process_init
+from celery.signals import worker_init, worker_process_init, worker_process_shutdown
 
 from core.bootstrap import bootstrap
 from core.deps import Deps
@@ -22,6 +22,26 @@ def deps() -> Deps:
 
         _deps, _pid = bootstrap(app.tokenbank_settings), os.getpid()
     return _deps
+
+
+@worker_init.connect
+def _serve_metrics(**_):
+    """The worker's main process serves the pool's merged metrics on WORKER_METRICS_PORT."""
+    port = os.environ.get("WORKER_METRICS_PORT")
+    if port and os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        start_http_server(int(port), addr=os.environ.get("WORKER_METRICS_HOST", "0.0.0.0"), registry=registry)
+
+
+@worker_process_shutdown.connect
+def _forget_dead_process(pid=None, **_):
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid or os.getpid())
 
 
 @worker_process_init.connect

@@ -58,9 +58,18 @@ def system():
         sandbox = processes.start_sandbox(env, sandbox_port, [f"{base_url}/api/stripe/webhook"],
                                           ",".join(settings.stripe_webhook_secrets))
         started.append(sandbox)
-        started.append(processes.start_worker(env, concurrency=4, name="e2e-worker"))
-        started.append(processes.start_web(env, port))
+        run_dir = processes.ROOT / ".run" / f"e2e-{os.getpid()}"
+        for group in ("web", "worker"):
+            (run_dir / group).mkdir(parents=True, exist_ok=True)
+        worker_metrics = processes.free_port()
+        env["WORKER_METRICS_PORT"] = str(worker_metrics)
+        started.append(processes.start_worker({**env, "PROMETHEUS_MULTIPROC_DIR": str(run_dir / "worker"),
+                                               "WORKER_METRICS_HOST": "127.0.0.1"}, concurrency=4, name="e2e-worker"))
+        started.append(processes.start_web({**env, "PROMETHEUS_MULTIPROC_DIR": str(run_dir / "web")}, port))
         yield System(base_url, settings, bootstrap(settings, configure_logs=False), env, sandbox.address)
     finally:
         for service in reversed(started):
             service.stop()
+        import shutil
+
+        shutil.rmtree(processes.ROOT / ".run" / f"e2e-{os.getpid()}", ignore_errors=True)
