@@ -105,8 +105,7 @@ class FirestoreLedgerStore:
         def credit(tx: firestore.Transaction) -> CreditResult:
             nonlocal attempts
             attempts += 1
-            snaps = {snap.reference.path: snap for snap in tx.get_all([purchase_ref, user_ref])}
-            purchase, user = snaps[purchase_ref.path], snaps[user_ref.path]
+            purchase, user = _read_pair(tx, purchase_ref, user_ref)
             if _field(purchase, "status") == FULFILLED:
                 if event_ref is not None:
                     tx.set(event_ref, _event_fields(request.event, status="processed", outcome="already_fulfilled",
@@ -216,8 +215,7 @@ class FirestoreLedgerStore:
 
         @firestore.transactional
         def post(tx: firestore.Transaction) -> EntryResult:
-            snaps = {snap.reference.path: snap for snap in tx.get_all([user_ref, entry_ref])}
-            user, entry = snaps[user_ref.path], snaps[entry_ref.path]
+            user, entry = _read_pair(tx, user_ref, entry_ref)
             if entry.exists:
                 data = entry.to_dict()
                 conflict = request.request_hash is not None and data.get("requestHash") != request.request_hash
@@ -249,8 +247,7 @@ class FirestoreLedgerStore:
 
         @firestore.transactional
         def reverse(tx: firestore.Transaction) -> ReversalResult:
-            snaps = {snap.reference.path: snap for snap in tx.get_all([purchase_ref, entry_ref])}
-            purchase, entry = snaps[purchase_ref.path], snaps[entry_ref.path]
+            purchase, entry = _read_pair(tx, purchase_ref, entry_ref)
             if _field(purchase, "status") != FULFILLED:
                 # A refund or dispute can overtake the credit it reverses: try again later.
                 raise TransientError(f"purchase {request.session_id} is not fulfilled yet")
@@ -391,6 +388,12 @@ class FirestoreLedgerStore:
 
     def ping(self) -> None:
         self._ref("_health", "ping").get(timeout=PING_TIMEOUT_SECONDS, retry=None)
+
+
+def _read_pair(tx, first, second):
+    """Two documents in one round trip inside a transaction, in the order asked."""
+    snaps = {snap.reference.path: snap for snap in tx.get_all([first, second])}
+    return snaps[first.path], snaps[second.path]
 
 
 def _totals(user) -> dict[str, int]:
