@@ -27,7 +27,6 @@ from core.audit import check_user
 from tests.integration.conftest import eventually
 from tests.integration.test_ledger_operations import charge_refunded, deliver, dispute_event, grant, processed, spend
 from tests.support import events
-from worker.task_names import QUEUE
 
 USERS = 3
 PACKAGES = sorted(events.PACKAGES)
@@ -67,11 +66,11 @@ class PurchaseModel:
         return self.tokens - self.refunded_tokens - self.reversed_tokens
 
 
-def _in_flight(broker, event_ids: set[str]) -> bool:
+def _in_flight(broker, event_ids: set[str], queue: str) -> bool:
     """Whether a message for one of these events is still queued or held unacknowledged by a worker
     (acks_late: a message stays in kombu's ``unacked`` hash until its task ends; a retry is queued
     before the message it replaces is acknowledged). Celery's headers carry the event id in clear."""
-    messages = broker.lrange(QUEUE, 0, -1) + broker.hvals("unacked")
+    messages = broker.lrange(queue, 0, -1) + broker.hvals("unacked")
     return any(evt_id.encode() in message for message in messages for evt_id in event_ids)
 
 
@@ -103,10 +102,10 @@ class LedgerMachine(RuleBasedStateMachine):
         # A copy whose id was already processed leaves no trace of its own: wait until no message for these
         # events is left with the broker (looked at twice, across the instant between a worker's pop and hold).
         def settled() -> bool:
-            if _in_flight(self.broker, ids):
+            if _in_flight(self.broker, ids, self.deps.settings.celery_queue):
                 return False
             time.sleep(0.05)
-            return not _in_flight(self.broker, ids)
+            return not _in_flight(self.broker, ids, self.deps.settings.celery_queue)
 
         eventually(settled, what="worker done with the step's events")
 
