@@ -8,9 +8,10 @@ checks as before.
 
 - The environment wins: a value already set (Cloud Run's ``--set-secrets`` injects them as
   variables, the tests and ``make dev`` set them directly) is never looked up.
-- ``projects/{SECRET_MANAGER_PROJECT}/secrets/{SECRET_NAME_PREFIX}{NAME}/versions/latest``
-  is read for ``NAME``; ``<NAME>_SECRET=secret-id[:version]`` (or a full
-  ``projects/.../secrets/.../versions/...`` name) overrides the secret for one name.
+- ``projects/{SECRET_MANAGER_PROJECT}/secrets/{SECRET_NAME_PREFIX}{NAME}{SECRET_NAME_SUFFIX}/versions/latest``
+  is read for ``NAME`` (prefix and suffix are optional: cloudbuild.yaml names the production
+  secrets ``STRIPE_SECRET_KEY_PROD``..., i.e. suffix ``_PROD``); ``<NAME>_SECRET=secret-id[:version]``
+  (or a full ``projects/.../secrets/.../versions/...`` name) overrides the secret for one name.
 - The payload is decoded as UTF-8 and stripped (``echo`` adds a newline).
 - A missing secret, a denied one, an empty one or any other failure is a ``ConfigError``
   naming the secret and the project, and what to do; never the value.
@@ -41,6 +42,7 @@ SECRET_NAMES = (
 )
 PROJECT_VAR = "SECRET_MANAGER_PROJECT"
 PREFIX_VAR = "SECRET_NAME_PREFIX"
+SUFFIX_VAR = "SECRET_NAME_SUFFIX"
 OVERRIDE_SUFFIX = "_SECRET"  # STRIPE_SECRET_KEY_SECRET=stripe-live-key:3
 ACCESSOR_ROLE = "roles/secretmanager.secretAccessor"
 CACHE_TTL_SECONDS = 300.0
@@ -85,9 +87,10 @@ def resource_name(env: Mapping[str, str], name: str) -> str:
         secret_id, _, version = override.partition(":")
         version = version or "latest"
     else:
-        secret_id, version = (env.get(PREFIX_VAR) or "").strip() + name, "latest"
+        secret_id = (env.get(PREFIX_VAR) or "").strip() + name + (env.get(SUFFIX_VAR) or "").strip()
+        version = "latest"
     if not _SECRET_ID.match(secret_id) or not _VERSION.match(version):
-        source = override_var(name) if override else f"{PREFIX_VAR} + {name}"
+        source = override_var(name) if override else f"{PREFIX_VAR} + {name} + {SUFFIX_VAR}"
         raise ConfigError(f"{source} does not make a valid secret id and version "
                           f"(letters, digits, - and _; version 'latest' or a number): {secret_id!r}:{version!r}")
     return f"projects/{project}/secrets/{secret_id}/versions/{version}"
