@@ -40,6 +40,7 @@ class Settings:
     firebase_web_api_key: str = "demo-tokenbank-web-key"
     confirmations_per_minute: int = 30
     service_api_keys: tuple[str, ...] = (DEV_SERVICE_KEY,)
+    metrics_token: str | None = None
     catalog_path: str | None = None
     purchases_per_hour: int = 5
     purchases_per_day: int = 20
@@ -132,6 +133,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             None if production else Settings.firebase_auth_emulator_host),
         firebase_web_api_key=secret("FIREBASE_WEB_API_KEY", Settings.firebase_web_api_key),
         confirmations_per_minute=_int(env, "CONFIRMATIONS_PER_MINUTE", 30, 1),
+        metrics_token=env.get("METRICS_TOKEN") or None,
         service_api_keys=tuple(k.strip() for k in secret("SERVICE_API_KEYS", DEV_SERVICE_KEY).split(",") if k.strip()),
         catalog_path=env.get("TOKENBANK_CATALOG") or None,
         purchases_per_hour=_int(env, "PURCHASE_LIMIT_PER_HOUR", 5, 1),

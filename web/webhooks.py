@@ -1,6 +1,8 @@
 """Stripe webhook ingress and health probes: verify, enqueue, answer."""
 from __future__ import annotations
 
+import hmac
+
 from flask import Blueprint, current_app, jsonify, request
 
 from core import metrics, webhook_ingress
@@ -31,6 +33,10 @@ def stripe_webhook():
 
 @bp.get("/metrics")
 def prometheus_metrics():
+    token = current_app.config["TOKENBANK_DEPS"].settings.metrics_token
+    if token and not hmac.compare_digest(request.headers.get("Authorization", "").encode(),
+                                         f"Bearer {token}".encode()):
+        return jsonify(error="unauthorized"), 401, {"WWW-Authenticate": 'Bearer realm="metrics"'}
     body, content_type = metrics.scrape()
     return body, 200, {"Content-Type": content_type}
 

@@ -11,9 +11,12 @@ as a producer only, by the web tier. Reliability settings:
 """
 from __future__ import annotations
 
+import os
+
 from celery import Celery
 
 from core.config import Settings, load_settings
+from core.secrets import with_secrets
 from worker.task_names import JOB_AUDIT, JOB_RECONCILE
 
 
@@ -68,4 +71,4 @@ def create_celery(settings: Settings) -> Celery:
 
 # The module-level app the celery command line loads (`celery -A worker.celery_app`).
 # Creating it reads configuration only; no client connects until a worker process starts.
-app = create_celery(load_settings())
+app = create_celery(load_settings(with_secrets(os.environ)))

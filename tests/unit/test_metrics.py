@@ -54,3 +54,18 @@ def test_gate_refusals_are_counted():
     with pytest.raises(RateLimited):
         start_checkout(deps, "m4", "starter")
     assert value("tokenbank_rate_limit_refusals_total") == before + 1
+
+
+def test_metrics_endpoint_needs_the_token_when_one_is_configured():
+    from dataclasses import replace
+
+    from web.app import create_app
+    from tests.unit.fakes import FakeQueue
+
+    deps = make_deps()
+    open_app = create_app(deps, FakeQueue()).test_client()
+    assert open_app.get("/metrics").status_code == 200
+    guarded = create_app(replace(deps, settings=replace(deps.settings, metrics_token="t0k")), FakeQueue()).test_client()
+    assert guarded.get("/metrics").status_code == 401
+    assert guarded.get("/metrics", headers={"Authorization": "Bearer nope"}).status_code == 401
+    assert guarded.get("/metrics", headers={"Authorization": "Bearer t0k"}).status_code == 200
