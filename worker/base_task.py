@@ -53,6 +53,6 @@ class MoneyTask(Task):
             give_up(exc, attempt)
             raise
         metrics.TASK_SECONDS.labels(self.name, "done").observe(time.perf_counter() - started)
-        log.info("task done", extra={**context, "attempt": attempt, "task_id": self.request.id,
+        log.debug("task done", extra={**context, "attempt": attempt, "task_id": self.request.id,
                                      "duration_ms": round((time.perf_counter() - started) * 1000, 2)})
         return result
