@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import json
+import logging
+
+from google.api_core.exceptions import GoogleAPICallError, RetryError
+from redis.exceptions import RedisError
 
 from flask import Blueprint, current_app, g, jsonify, request
 
@@ -17,6 +21,7 @@ from core.errors import TransientError
 from web.security import signed_in, signed_in_or_service
 
 bp = Blueprint("api", __name__, url_prefix="/api")
+log = logging.getLogger("tokenbank.api")
 MAX_JSON_BYTES = 4096
 
 
@@ -97,6 +102,15 @@ def unknown_user(exc: UnknownUser):
 @bp.errorhandler(TransientError)
 def busy(_):
     return jsonify(error="busy", message="The account is busy; please retry."), 503, {"Retry-After": "1"}
+
+
+@bp.errorhandler(RedisError)
+@bp.errorhandler(GoogleAPICallError)
+@bp.errorhandler(RetryError)
+def backing_service_down(exc):
+    log.error("backing service unavailable: %s", type(exc).__name__)
+    return jsonify(error="unavailable", message="Temporarily unavailable; nothing was charged. Please retry."), \
+        503, {"Retry-After": "5"}
 
 
 def _fields(body: dict, allowed: set[str]) -> None:

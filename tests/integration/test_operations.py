@@ -104,6 +104,16 @@ def test_grant_adjust_and_user_commands_write_ledger_entries_with_the_operator(d
     assert {e["actor"] for e in docs(deps, "transactions", userId="support-case")} == {"operator:bob"}
 
 
+@pytest.fixture
+def operator_shell(monkeypatch, settings):
+    """The environment an operator's shell would give the CLI: this test stack's services."""
+    for name, value in {"TOKENBANK_ENV": "test", "FIRESTORE_EMULATOR_HOST": settings.firestore_emulator_host,
+                        "GOOGLE_CLOUD_PROJECT": settings.google_cloud_project, "REDIS_URL": settings.redis_url,
+                        "CELERY_BROKER_URL": settings.broker_url, "CELERY_QUEUE": settings.celery_queue,
+                        "STRIPE_API_BASE": settings.stripe_api_base}.items():
+        monkeypatch.setenv(name, value)
+
+
 @pytest.mark.parametrize("argv", [[], ["nope"], ["grant", "u"], ["grant", "u", "ten", "--reason", "x"],
                                   ["grant", "a/b", "5", "--reason", "x"], ["events", "replay"],
                                   ["ratelimit", "show"], ["reconcile", "--hours", "x"]])
@@ -114,7 +124,7 @@ def test_bad_arguments_exit_2_with_a_message(argv, capsys):
     assert "usage: tokenbank" in capsys.readouterr().err
 
 
-def test_refused_operations_exit_non_zero(deps, queue, capsys):
+def test_refused_operations_exit_non_zero(deps, queue, capsys, operator_shell):
     with pytest.raises(Exception):
         cli(deps, queue, "adjust", "nobody-here", "5", "--reason", "x")
     assert main(["grant", "nobody-here", "5", "--reason", "x"]) == 1

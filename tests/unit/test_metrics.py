@@ -69,3 +69,24 @@ def test_metrics_endpoint_needs_the_token_when_one_is_configured():
     assert guarded.get("/metrics").status_code == 401
     assert guarded.get("/metrics", headers={"Authorization": "Bearer nope"}).status_code == 401
     assert guarded.get("/metrics", headers={"Authorization": "Bearer t0k"}).status_code == 200
+
+
+def test_the_user_api_answers_503_when_redis_is_down():
+    from dataclasses import replace
+
+    import redis
+
+    from web.app import create_app
+    from tests.support.tokens import bearer
+    from tests.unit.fakes import FakeQueue
+
+    class DownRedis:
+        def __getattr__(self, name):
+            def fail(*args, **kwargs):
+                raise redis.exceptions.ConnectionError("redis is down")
+            return fail
+
+    deps = replace(make_deps(), redis=DownRedis(), verify_id_token=lambda token: "alice")
+    client = create_app(deps, FakeQueue()).test_client()
+    resp = client.post("/api/checkout", json={"packageId": "starter"}, headers=bearer("alice", "p"))
+    assert resp.status_code == 503 and resp.headers["Retry-After"] == "5"
