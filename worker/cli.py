@@ -1,7 +1,8 @@
 """`tokenbank`: the operators' command line. Each command calls one core function.
 
     tokenbank events failed [--limit N]
-    tokenbank events replay EVENT_ID | --all-failed
+    tokenbank events failed --spooled             (dead letters kept in Redis while Firestore was down)
+    tokenbank events replay EVENT_ID | --all-failed | --spooled
     tokenbank ratelimit show UID | reset UID --operator NAME
     tokenbank grant UID AMOUNT --reason TEXT [--key KEY] [--create] --operator NAME
     tokenbank adjust UID AMOUNT --reason TEXT [--key KEY] --operator NAME
@@ -42,10 +43,13 @@ def parser() -> argparse.ArgumentParser:
     events = sub.add_parser("events", help="dead-lettered Stripe events").add_subparsers(dest="action", required=True)
     failed = events.add_parser("failed", help="list dead-lettered events")
     failed.add_argument("--limit", type=_int, default=50)
+    failed.add_argument("--spooled", action="store_true",
+                        help="the dead letters spooled to Redis while Firestore was down")
     replay = events.add_parser("replay", help="re-enqueue dead-lettered events (idempotent)")
     target = replay.add_mutually_exclusive_group(required=True)
     target.add_argument("event_id", nargs="?")
     target.add_argument("--all-failed", action="store_true")
+    target.add_argument("--spooled", action="store_true", help="replay and drain the Redis spool")
     rl = sub.add_parser("ratelimit", help="a user's purchase windows").add_subparsers(dest="action", required=True)
     rl.add_parser("show").add_argument("uid", type=_uid)
     reset = rl.add_parser("reset")
@@ -88,6 +92,22 @@ def run(args, deps, queue, out) -> int:
     def emit(obj) -> None:
         out.write(json.dumps(obj, indent=2, default=str) + "\n")
 
+    if args.command == "events" and args.action == "failed" and args.spooled:
+        spooled = [json.loads(raw) for raw in deps.redis.lrange(redis_keys.DEAD_LETTER_SPOOL, 0, args.limit - 1)]
+        emit([{k: e.get(k) for k in ("event_id", "event_type", "error", "attempts")} for e in spooled])
+        return 0
+    if args.command == "events" and args.action == "replay" and args.spooled:
+        replayed = 0
+        while (raw := deps.redis.rpop(redis_keys.DEAD_LETTER_SPOOL)) is not None:
+            letter = json.loads(raw)
+            try:
+                queue.enqueue_event(letter["event_id"], letter.get("event_type", ""), letter["payload"])
+            except Exception:
+                deps.redis.rpush(redis_keys.DEAD_LETTER_SPOOL, raw)  # keep it for the next try
+                raise
+            replayed += 1
+        emit({"replayed": replayed})
+        return 0
     if args.command == "events" and args.action == "failed":
         emit([{k: e.get(k) for k in ("id", "type", "error", "attempts", "updatedAt")}
               for e in deps.store.list_events("dead_lettered", args.limit)])

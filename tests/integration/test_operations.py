@@ -130,3 +130,22 @@ def test_refused_operations_exit_non_zero(deps, queue, capsys, operator_shell):
     assert main(["grant", "nobody-here", "5", "--reason", "x"]) == 1
     assert main(["grant", "someone", "0", "--reason", "x", "--create"]) == 2
     assert "tokenbank:" in capsys.readouterr().err
+
+
+def test_dead_letters_spooled_to_redis_are_listed_and_replayed(web_client, deps, worker, queue, secret):
+    from core.dead_letters import dead_letter_event
+    from dataclasses import replace
+
+    class DownStore:
+        def record_event(self, *a, **k):
+            raise RuntimeError("firestore down")
+
+    evt = events.event(events.checkout_session("spooled", "starter"))
+    payload = json.dumps(evt)
+    assert dead_letter_event(replace(deps, store=DownStore()), evt["id"], evt["type"], payload,
+                             RuntimeError("x"), 9) == "redis"
+    code, listed = cli(deps, queue, "events", "failed", "--spooled")
+    assert code == 0 and [e["event_id"] for e in listed] == [evt["id"]]
+    assert cli(deps, queue, "events", "replay", "--spooled") == (0, {"replayed": 1})
+    eventually(lambda: (doc(deps, "users", "spooled") or {}).get("tokenBalance") == 50)
+    assert cli(deps, queue, "events", "failed", "--spooled")[1] == []
