@@ -111,15 +111,9 @@ class FirestoreLedgerStore:
                     tx.set(event_ref, _event_fields(request.event, status="processed", outcome="already_fulfilled",
                                                     sessionId=request.session_id, userId=request.user_id), merge=True)
                 return CreditResult(False, _field(purchase, "userId"), None, attempts)
-            totals = _totals(user)
-            balance_after = totals["tokenBalance"] + request.tokens
-            tx.set(user_ref, {
-                **totals,
-                "tokenBalance": balance_after,
-                "totalTokensPurchased": totals["totalTokensPurchased"] + request.tokens,
-                "debt": max(0, -balance_after),
-                "updatedAt": firestore.SERVER_TIMESTAMP,
-            }, merge=True)
+            user_after = _user_after(_totals(user), "purchase", request.tokens)
+            balance_after = user_after["tokenBalance"]
+            tx.set(user_ref, {**user_after, "updatedAt": firestore.SERVER_TIMESTAMP}, merge=True)
             tx.create(entry_ref, {
                 "userId": request.user_id,
                 "type": "purchase",
@@ -228,12 +222,11 @@ class FirestoreLedgerStore:
                     raise AccountFrozen(frozen)
                 if balance < -request.amount:
                     raise InsufficientFunds(balance, -request.amount)
-            balance_after = balance + request.amount
+            user_after = _user_after(totals, request.type, request.amount)
+            balance_after = user_after["tokenBalance"]
             if balance_after < 0 and not request.allow_negative:
                 raise InsufficientFunds(balance, -request.amount)
-            total, delta = total_delta(request.type, request.amount)
-            tx.set(user_ref, {**totals, "tokenBalance": balance_after, total: totals[total] + delta,
-                              "debt": max(0, -balance_after), "updatedAt": firestore.SERVER_TIMESTAMP}, merge=True)
+            tx.set(user_ref, {**user_after, "updatedAt": firestore.SERVER_TIMESTAMP}, merge=True)
             tx.create(entry_ref, {**request.fields, "userId": request.user_id, "type": request.type,
                                   "amount": request.amount, "balanceAfter": balance_after,
                                   "requestHash": request.request_hash, "createdAt": firestore.SERVER_TIMESTAMP})
@@ -275,12 +268,10 @@ class FirestoreLedgerStore:
             if request.unfreeze:
                 user_fields["frozenBy"] = {request.unfreeze: firestore.DELETE_FIELD}
             totals = _totals(user)
-            balance_after = totals["tokenBalance"] - debit
             result = ReversalResult(None, 0, totals["tokenBalance"], user_id, max(0, -totals["tokenBalance"]))
             if debit > 0:
-                total, delta = total_delta(request.type, -debit)
-                user_fields.update({**totals, "tokenBalance": balance_after, total: totals[total] + delta,
-                                    "debt": max(0, -balance_after)})
+                user_fields.update(_user_after(totals, request.type, -debit))
+                balance_after = user_fields["tokenBalance"]
                 tx.create(entry_ref, {**request.fields, "userId": user_id, "type": request.type, "amount": -debit,
                                       "balanceAfter": balance_after, "checkoutSessionId": request.session_id,
                                       "packageId": p.get("packageId"), "createdAt": firestore.SERVER_TIMESTAMP})
@@ -394,6 +385,13 @@ def _read_pair(tx, first, second):
     """Two documents in one round trip inside a transaction, in the order asked."""
     snaps = {snap.reference.path: snap for snap in tx.get_all([first, second])}
     return snaps[first.path], snaps[second.path]
+
+
+def _user_after(totals: dict[str, int], entry_type: str, amount: int) -> dict[str, int]:
+    """The user's balance, totals and debt after one ledger entry of ``amount`` (core.ledger)."""
+    total, delta = total_delta(entry_type, amount)
+    balance_after = totals["tokenBalance"] + amount
+    return {**totals, "tokenBalance": balance_after, total: totals[total] + delta, "debt": max(0, -balance_after)}
 
 
 def _totals(user) -> dict[str, int]:
