@@ -20,7 +20,7 @@ from core.deps import Deps
 from core.errors import MalformedEvent, TransientError
 from core.ids import is_valid_doc_id
 from core.store import Alert, ReversalRequest, ReversalResult
-from core.stripe_events import StripeEvent
+from core.stripe_events import DISPUTE_CREATED, StripeEvent
 
 log = logging.getLogger("tokenbank.reversals")
 
@@ -83,7 +83,7 @@ def handle_dispute(deps: Deps, event: StripeEvent) -> dict:
     session_id, purchase = _purchase_for(deps, info["paymentIntentId"])
     user_id = purchase["userId"]
     info["sessionId"] = session_id
-    if event.type == "charge.dispute.created":
+    if event.type == DISPUTE_CREATED:
         changed = deps.store.apply_dispute(dispute_id, user_id, True, info)
         if changed:
             deps.store.add_alert(Alert(f"dispute_{dispute_id}", "dispute_opened", user_id,
