@@ -6,11 +6,14 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# pip, setuptools and wheel themselves, pinned (the project installs with --no-build-isolation, so its
+# build backend is this setuptools). devstack/lock.py reads this line too.
+BOOTSTRAP := pip==25.3 setuptools==80.9.0 wheel==0.45.1
 STRIPE_CLI := sandbox/node_modules/.bin/stripe
 FIREBASE_CLI := devstack/firebase/node_modules/.bin/firebase
 FIRESTORE_JAR := /usr/lib/google-cloud-sdk/platform/cloud-firestore-emulator/cloud-firestore-emulator.jar
 
-.PHONY: install system-deps test unit integration e2e dev bench clean
+.PHONY: install system-deps test unit integration e2e dev bench lock clean
 
 install: system-deps $(STAMP) $(STRIPE_CLI) $(FIREBASE_CLI)
 
@@ -18,10 +21,18 @@ $(PY):
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "tokenbank needs Python 3.11"'
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+# Exactly the locked versions: requirements.lock (what the images install) and requirements-test.lock
+# (what the test extras add) constrain every package, so an upstream release changes nothing here
+# until `make lock` takes it.
+$(STAMP): pyproject.toml requirements.lock requirements-test.lock | $(PY)
+	$(PY) -m pip install -q $(BOOTSTRAP)
+	$(PY) -m pip install -q --no-build-isolation -c requirements.lock -c requirements-test.lock -e '.[test]'
+	$(PY) -m pip check
 	touch $@
+
+# Re-resolves pyproject.toml's dependencies afresh in a temporary venv and rewrites both lock files.
+lock:
+	$(PYTHON) devstack/lock.py
 
 system-deps:
 	@command -v redis-server >/dev/null || { apt-get update -q && apt-get install -y -q redis-server; }

@@ -1,6 +1,6 @@
 """The deployment files name what exists: Dockerfile.web, Dockerfile.worker, .dockerignore,
-docker-compose.yml, cloudbuild.yaml, cloudbuild-dev.yaml and requirements.lock, parsed and
-checked against the source (no docker engine, no sockets).
+docker-compose.yml, cloudbuild.yaml, cloudbuild-dev.yaml, requirements.lock, requirements-test.lock
+and the Makefile's install step, parsed and checked against the source (no docker engine, no sockets).
 
 - every command's module or file exists (web.app:create_app, worker.celery_app,
   web/gunicorn.conf.py, python -m sandbox);
@@ -9,10 +9,11 @@ checked against the source (no docker engine, no sockets).
   is one core/secrets.py knows;
 - every image built is pushed and deployed; ports agree across Dockerfile, compose and
   Cloud Build; the web service has no instance cap; beat runs exactly once;
-- the images run as a non-root user and install only the lock, which pins every dependency.
+- the images run as a non-root user and install only the lock, which pins every dependency;
+- requirements-test.lock pins what the test extras add, and `make install` installs with both
+  locks as constraints (exact versions, whatever was released since).
 
-``python tests/unit/test_deploy_files.py --write-lock`` regenerates requirements.lock from
-the project's venv.
+``make lock`` (devstack/lock.py) regenerates both lock files.
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # run as a script (--write-lock)
+if str(ROOT) not in sys.path:  # run as a script
     sys.path.insert(0, str(ROOT))
 
 from core import secrets as core_secrets  # noqa: E402
@@ -37,6 +38,7 @@ from core import secrets as core_secrets  # noqa: E402
 DOCKERFILES = {"web": ROOT / "Dockerfile.web", "worker": ROOT / "Dockerfile.worker"}
 CLOUDBUILDS = {"cloudbuild.yaml": "_PROD", "cloudbuild-dev.yaml": "_TEST"}
 LOCK = ROOT / "requirements.lock"
+TEST_LOCK = ROOT / "requirements-test.lock"
 BASE_IMAGE = "python:3.11-slim"
 # Set by the Dockerfiles for Python and pip themselves, not read by tokenbank.
 RUNTIME_ENV = {"PATH", "PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED", "PYTHONPATH",
@@ -279,16 +281,16 @@ def canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def lock_pins() -> dict[str, str]:
+def lock_pins(path: Path = LOCK) -> dict[str, str]:
     pins = {}
-    for line in LOCK.read_text().splitlines():
+    for line in path.read_text().splitlines():
         line = line.strip()
         if not line or line.startswith("#"):
             continue
         match = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([A-Za-z0-9.+!-]+)", line)
-        assert match, f"requirements.lock: not a name==version pin: {line!r}"
+        assert match, f"{path.name}: not a name==version pin: {line!r}"
         name = canonical(match[1])
-        assert name not in pins, f"requirements.lock: {name} twice"
+        assert name not in pins, f"{path.name}: {name} twice"
         pins[name] = match[2]
     return pins
 
@@ -299,14 +301,23 @@ def project_dependencies():
     return [Requirement(d) for d in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]]
 
 
-def installed_closure() -> dict[str, tuple[object, set[str]]]:
-    """pyproject's dependencies and everything they require, as installed in this venv."""
+def pyproject_test_extras():
+    """pyproject's [project.optional-dependencies] test: what `make install` adds for the suite."""
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return [Requirement(d) for d in project["optional-dependencies"]["test"]]
+
+
+def installed_closure(requirements=None) -> dict[str, tuple[object, set[str]]]:
+    """The requirements (pyproject's dependencies by default) and everything they require, as
+    installed in this venv."""
     from importlib import metadata
 
     from packaging.requirements import Requirement
 
     seen: dict[str, tuple[object, set[str]]] = {}
-    queue = project_dependencies()
+    queue = list(project_dependencies() if requirements is None else requirements)
     while queue:
         req = queue.pop()
         name = canonical(req.name)
@@ -330,7 +341,7 @@ def test_lock_pins_every_pyproject_dependency_at_its_version():
         assert len(specs) == 1 and specs[0].operator == "==", f"pyproject pins {req} with =="
         assert pins.get(canonical(req.name)) == specs[0].version, (
             f"requirements.lock has {req.name}=={pins.get(canonical(req.name))}, pyproject {specs[0].version}: "
-            "regenerate it (python tests/unit/test_deploy_files.py --write-lock)")
+            "regenerate it (make lock)")
 
 
 def test_lock_is_closed_and_consistent_with_what_the_packages_require():
@@ -339,9 +350,9 @@ def test_lock_is_closed_and_consistent_with_what_the_packages_require():
     pins = lock_pins()
     closure = installed_closure()
     missing = sorted(set(closure) - set(pins))
-    assert not missing, f"requirements.lock lacks {missing}: regenerate it"
+    assert not missing, f"requirements.lock lacks {missing}: regenerate it (make lock)"
     stale = sorted(set(pins) - set(closure))
-    assert not stale, f"requirements.lock pins packages pyproject no longer needs: {stale}: regenerate it"
+    assert not stale, f"requirements.lock pins packages pyproject no longer needs: {stale}: regenerate it (make lock)"
     for name, (dist, extras) in closure.items():
         for raw in dist.requires or []:
             sub = Requirement(raw)
@@ -350,10 +361,150 @@ def test_lock_is_closed_and_consistent_with_what_the_packages_require():
                     f"{name} requires {sub}, the lock pins {sub.name}=={pins[canonical(sub.name)]}")
 
 
-def render_lock() -> str:
-    header = [line for line in LOCK.read_text().splitlines() if line.startswith("#")] if LOCK.exists() else []
-    body = sorted((dist.metadata["Name"], dist.version) for dist, _ in installed_closure().values())
-    return "\n".join(header + [f"{name}=={version}" for name, version in sorted(body, key=lambda p: p[0].lower())]) + "\n"
+def test_test_lock_pins_every_test_extra_at_its_version():
+    runtime, test = lock_pins(LOCK), lock_pins(TEST_LOCK)
+    assert not set(runtime) & set(test), f"pinned in both lock files: {sorted(set(runtime) & set(test))}"
+    pins = {**runtime, **test}
+    for req in pyproject_test_extras():
+        specs = list(req.specifier)
+        assert len(specs) == 1 and specs[0].operator == "==", f"pyproject's test extras pin {req} with =="
+        assert pins.get(canonical(req.name)) == specs[0].version, (
+            f"the locks have {req.name}=={pins.get(canonical(req.name))}, pyproject {specs[0].version}: "
+            "regenerate them (make lock)")
+    assert "import-linter" in test, "import-linter (the boundaries check) is a locked test dependency"
+
+
+def test_test_lock_is_closed_and_consistent_with_what_the_packages_require():
+    """requirements-test.lock is exactly the closure of the test extras less requirements.lock,
+    and with it satisfies every requirement of every package in that closure."""
+    from packaging.requirements import Requirement
+
+    runtime, test = lock_pins(LOCK), lock_pins(TEST_LOCK)
+    pins = {**runtime, **test}
+    closure = installed_closure(pyproject_test_extras())
+    missing = sorted(set(closure) - set(pins))
+    assert not missing, f"requirements-test.lock lacks {missing}: regenerate it (make lock)"
+    stale = sorted(set(test) - set(closure))
+    assert not stale, f"requirements-test.lock pins packages the test extras no longer need: {stale}: make lock"
+    for name, (dist, extras) in closure.items():
+        for raw in dist.requires or []:
+            sub = Requirement(raw)
+            if sub.marker is None or any(sub.marker.evaluate({"extra": e}) for e in extras | {""}):
+                assert sub.specifier.contains(pins[canonical(sub.name)], prereleases=True), (
+                    f"{name} requires {sub}, the locks pin {sub.name}=={pins[canonical(sub.name)]}")
+
+
+def test_locks_agree_with_the_lock_tool():
+    """devstack/lock.py (make lock) writes the same files the checks above read: names, headers, closure."""
+    from devstack import lock
+
+    assert (ROOT / lock.RUNTIME_LOCK, ROOT / lock.TEST_LOCK) == (LOCK, TEST_LOCK)
+    for path, header in ((LOCK, lock.RUNTIME_HEADER), (TEST_LOCK, lock.TEST_HEADER)):
+        assert path.read_text().startswith(header), f"{path.name}: header differs from devstack/lock.py's"
+        pins = [tuple(line.split("==")) for line in path.read_text().splitlines() if line and not line.startswith("#")]
+        assert path.read_text() == lock.render(header, pins), f"{path.name}: not as make lock writes it (sorted)"
+    assert lock.bootstrap() == makefile_variables()["BOOTSTRAP"].split()
+
+
+# --- Makefile: make install (test, dev, bench) installs exactly the locked versions ----------------
+
+def makefile_variables() -> dict[str, str]:
+    variables = {}
+    for line in (ROOT / "Makefile").read_text().splitlines():
+        match = re.fullmatch(r"([A-Za-z_][A-Za-z0-9_]*)\s*[:?]?=\s*(.*)", line)
+        if match:
+            variables[match[1]] = match[2].strip()
+    return variables
+
+
+def expand(text: str, variables: dict[str, str]) -> str:
+    for _ in range(10):
+        text = re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda m: variables.get(m[1], m[0]), text)
+    return text
+
+
+def makefile_rules() -> dict[str, tuple[list[str], list[str]]]:
+    """target -> (prerequisites, recipe lines), variables expanded."""
+    variables = makefile_variables()
+    rules: dict[str, tuple[list[str], list[str]]] = {}
+    current = None
+    for line in (ROOT / "Makefile").read_text().splitlines():
+        if line.startswith("\t") and current:
+            rules[current][1].append(expand(line.strip(), variables))
+            continue
+        current = None
+        match = re.fullmatch(r"([^\s:=#][^:=]*):(?!=)(.*)", line)
+        if match and not line.startswith("."):
+            prereqs = expand(match[2], variables).replace("|", " ").split()
+            for target in expand(match[1], variables).split():
+                rules[target] = (prereqs, [])
+                current = target
+    return rules
+
+
+def depends_on(rules, target: str, wanted: str) -> bool:
+    seen, queue = set(), [target]
+    while queue:
+        name = queue.pop()
+        if name == wanted:
+            return True
+        if name not in seen:
+            seen.add(name)
+            queue += rules.get(name, ([], []))[0]
+    return False
+
+
+def pip_installs(recipe: list[str]) -> list[list[str]]:
+    out = []
+    for line in recipe:
+        if not re.search(r"\bpip\b.*\binstall\b", line):
+            continue
+        argv = shlex.split(line)
+        if "pip" in argv and "install" in argv[argv.index("pip"):]:
+            out.append(argv[argv.index("install", argv.index("pip")) + 1:])
+    return out
+
+
+def test_makefile_installs_exactly_the_locked_versions():
+    rules = makefile_rules()
+    stamp = makefile_variables()["STAMP"].replace("$(VENV)", makefile_variables()["VENV"])
+    for target in ("test", "dev", "bench", "unit", "integration", "e2e"):
+        assert depends_on(rules, target, stamp), f"make {target} does not install the locked packages first"
+    prereqs, recipe = rules[stamp]
+    assert {"pyproject.toml", "requirements.lock", "requirements-test.lock"} <= set(prereqs), (
+        f"{stamp} must be rebuilt when pyproject.toml or a lock changes: {prereqs}")
+    installs = pip_installs(recipe)
+    assert installs, f"{stamp}: installs nothing"
+    project = [args for args in installs if "-e" in args or "." in args or any(a.startswith(".[") for a in args)]
+    assert len(project) == 1, f"{stamp}: the project is installed once: {installs}"
+    args = project[0]
+    constraints = [args[i + 1] for i, a in enumerate(args) if a in ("-c", "--constraint")]
+    assert constraints == ["requirements.lock", "requirements-test.lock"], f"installs with constraints {constraints}"
+    assert "--no-build-isolation" in args and args[args.index("-e") + 1] == ".[test]", args
+    assert installs.index(args) > 0, "pip, setuptools and wheel are installed (pinned) before the project"
+    # Every other install pins what it installs: pip, setuptools and wheel themselves.
+    for other in installs:
+        if other is args:
+            continue
+        names = [a for a in other if not a.startswith("-")]
+        assert names and all(re.fullmatch(r"[A-Za-z0-9._-]+==[A-Za-z0-9.+!-]+", a) for a in names), other
+        assert "--upgrade" not in other and "-U" not in other, other
+    bootstrap = {canonical(a.split("==")[0]) for other in installs if other is not args for a in other if "==" in a}
+    assert {"pip", "setuptools", "wheel"} <= bootstrap, bootstrap
+    for target, (_, lines) in rules.items():
+        if target != stamp:
+            assert not pip_installs(lines), f"make {target} installs Python packages outside the locked step"
+    assert any("devstack/lock.py" in line or "devstack.lock" in line for line in rules["lock"][1]), "make lock"
+
+
+@pytest.mark.parametrize("kind", sorted(DOCKERFILES))
+def test_dockerfiles_install_the_runtime_lock_only(kind):
+    instrs = instructions(DOCKERFILES[kind].read_text())
+    copies = [rest for word, rest in instrs if word == "COPY" and "requirements" in rest]
+    assert copies and all(shlex.split(rest)[0] == "requirements.lock" for rest in copies), copies
+    installs = [rest for word, rest in instrs if word == "RUN" and "pip install" in rest]
+    assert installs and all("--no-deps -r /tmp/requirements.lock" in run and "pip check" in run for run in installs)
+    assert "requirements-test.lock" not in DOCKERFILES[kind].read_text(), "test packages in an image"
 
 
 # --- docker-compose.yml --------------------------------------------------------------------------
@@ -622,9 +773,3 @@ def test_dev_build_has_its_own_services_and_test_secrets():
     assert not prod_secrets & dev_secrets
     assert prod["substitutions"]["_REPOSITORY"] != dev["substitutions"]["_REPOSITORY"]
 
-
-if __name__ == "__main__":
-    if sys.argv[1:] != ["--write-lock"]:
-        sys.exit("usage: python tests/unit/test_deploy_files.py --write-lock")
-    LOCK.write_text(render_lock())
-    print(f"wrote {LOCK} ({len(installed_closure())} packages)")
