@@ -9,7 +9,7 @@ from core import redis_keys
 from core.checkout_service import InvalidRequest, RateLimited
 from core.deps import Deps
 from core.errors import EnqueueFailed
-from core.ids import is_valid_doc_id
+from core.domain.ids import is_valid_doc_id
 from core.store import InvalidCursor
 
 TOTALS = ("tokenBalance", "totalTokensPurchased", "totalTokensEarned", "totalTokensSpent")

@@ -5,7 +5,7 @@ import hashlib
 from typing import Any, Mapping
 
 from core import redis_keys
-from core.store import Alert
+from core.domain.records import Alert
 
 SIGNATURE_WINDOW_SECONDS = 60
 

@@ -2,7 +2,7 @@
 
 For every user:
 - ``tokenBalance`` equals the sum of the user's ledger amounts;
-- each total equals the sum of its entry types (core.ledger);
+- each total equals the sum of its entry types (core.domain.ledger);
 - no entry was ever changed after it was written (Firestore's own update time equals its
   create time) and each entry's amount has the sign its type requires;
 - every fulfilled purchase has exactly one ``purchase`` entry, and every purchase entry
@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-from core.ledger import EARNED, ENTRY_TYPES, PURCHASED, SPENT, total_delta
+from core.domain.ledger import EARNED, ENTRY_TYPES, PURCHASED, SPENT, total_delta
 
 TOTALS = (PURCHASED, EARNED, SPENT)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from core.ids import is_valid_doc_id
+from core.domain.ids import is_valid_doc_id
 
 MAX_TOKEN_CHARS = 8192
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 
 from core.auth import firebase_verifier
-from core.catalog import load_catalog
+from core.adapters.catalog_file import load_catalog
 from core.config import Settings, load_settings
 from core.deps import Deps
 from core.logs import configure_logging
@@ -65,15 +65,19 @@ def redis_client(url: str):
 def stripe_client(settings: Settings):
     import stripe
 
+    from core.stripe_api import STRIPE_API_VERSION
+
     stripe.enable_telemetry = False
-    kwargs = {"max_network_retries": 2}
+    kwargs = {"max_network_retries": 2, "stripe_version": STRIPE_API_VERSION}
     if settings.stripe_api_base:
         kwargs["base_addresses"] = {"api": settings.stripe_api_base}
     return stripe.StripeClient(settings.stripe_secret_key, **kwargs)
 
 
 def bootstrap(settings: Settings | None = None, *, configure_logs: bool = True) -> Deps:
-    from core.firestore_store import FirestoreLedgerStore, bound_call_deadlines, cap_reconnect_backoff
+    from core.adapters.firestore_records import FirestoreRecords, bound_call_deadlines, cap_reconnect_backoff
+    from core.adapters.firestore_uow import FirestoreUnitOfWork
+    from core.adapters.stripe_payments import StripePayments
 
     settings = settings or load_settings(with_secrets(os.environ))
     if configure_logs:
@@ -81,11 +85,14 @@ def bootstrap(settings: Settings | None = None, *, configure_logs: bool = True) 
     cap_reconnect_backoff()
     db = firestore_client(settings)
     bound_call_deadlines(db, settings.firestore_call_deadline_seconds)
+    stripe = stripe_client(settings)
     return Deps(
         settings=settings,
-        store=FirestoreLedgerStore(db),
+        store=FirestoreRecords(db),
         redis=redis_client(settings.redis_url),
         catalog=load_catalog(settings.catalog_path),
-        stripe=stripe_client(settings),
+        stripe=stripe,
         verify_id_token=firebase_verifier(firebase_app(settings)),
+        uow=FirestoreUnitOfWork(db),
+        payments=StripePayments(stripe),
     )

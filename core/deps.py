@@ -5,17 +5,20 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from core.catalog import Catalog
 from core.config import Settings
-from core.store import LedgerStore
+from core.domain.catalog import Catalog
+from core.ports import Payments, UnitOfWork
+from core.store import Records
 
 
 @dataclass(frozen=True)
 class Deps:
     settings: Settings
-    store: LedgerStore
+    store: Records  # reads and non-money writes
     redis: Any
     catalog: Catalog
     stripe: Any = None  # stripe.StripeClient, where a service talks to Stripe
     verify_id_token: Callable[[str], str] | None = None  # Firebase ID token -> uid (raises Unauthorized)
     clock: Callable[[], float] = field(default=time.time)
+    uow: UnitOfWork | None = None  # every money change: one transaction
+    payments: Payments | None = None  # what the worker asks Stripe

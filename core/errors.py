@@ -6,19 +6,6 @@ class TransientError(Exception):
     """Try again later: the work is fine, something it needs is busy or down."""
 
 
-class PurchaseRejected(Exception):
-    """A paid session failed validation against the catalog. Never retried."""
-
-    def __init__(self, reason: str, detail: str = ""):
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-        self.detail = detail
-
-
-class MalformedEvent(Exception):
-    """An event body that cannot be a Stripe event. Never retried."""
-
-
 class WebhookRefused(Exception):
     """A webhook request the web tier answers with a 4xx and never enqueues."""
 

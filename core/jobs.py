@@ -11,7 +11,7 @@ import time
 from core import metrics, redis_keys
 from core.audit import audit
 from core.reconcile import reconcile
-from core.store import Alert
+from core.domain.records import Alert
 
 log = logging.getLogger("tokenbank.jobs")
 RECONCILE_EVERY_SECONDS = 15 * 60

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 from core import metrics, redis_keys
-from core.checkout import CheckoutSession, claimed_user_id
+from core.domain.checkout import CheckoutSession, claimed_user_id
 
 log = logging.getLogger("tokenbank.reconcile")
 

@@ -7,7 +7,6 @@ it, EnqueueFailed makes the caller answer 503 so Stripe delivers it again.
 """
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from typing import Callable, Protocol
@@ -17,8 +16,9 @@ import stripe
 from core import alerts, metrics
 from core.deps import Deps
 from core.errors import EnqueueFailed, WebhookRefused
-from core.ids import is_valid_doc_id
-from core.stripe_events import HANDLED_TYPES
+from core.domain.errors import MalformedEvent
+from core.domain.stripe_events import parse_event
+from core.handlers.registry import is_handled
 
 log = logging.getLogger("tokenbank.webhook")
 
@@ -76,17 +76,11 @@ def _receive(deps: Deps, queue: EventQueue, body: bytes, header: str | None) -> 
         raise WebhookRefused(400, "body is not UTF-8") from None
     verify_signature(payload, header, settings.stripe_webhook_secrets, settings.webhook_tolerance_seconds)
     try:
-        event = json.loads(payload)
-    except ValueError:
-        raise WebhookRefused(400, "body is not JSON") from None
-    if not isinstance(event, dict) or not is_valid_doc_id(event.get("id")) or not isinstance(event.get("type"), str) \
-            or not event["type"]:
-        raise WebhookRefused(400, "body is not a Stripe event")
-    data = event.get("data")
-    if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
-        raise WebhookRefused(400, "event has no data.object")
-    event_id, event_type = event["id"], event["type"]
-    handled = event_type in HANDLED_TYPES
+        event = parse_event(payload)
+    except MalformedEvent as exc:
+        raise WebhookRefused(400, str(exc)) from None
+    event_id, event_type = event.id, event.type
+    handled = is_handled(event_type)
     try:
         if handled:
             queue.enqueue_event(event_id, event_type, payload)

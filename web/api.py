@@ -14,9 +14,9 @@ from core.errors import EnqueueFailed
 from core.checkout_service import (
     InvalidRequest, PaymentProviderError, RateLimited, start_checkout, start_plan_checkout,
 )
-from core.balance_ops import KeyConflict, UnknownUser, grant, spend
-from core.ids import is_valid_doc_id
-from core.store import AccountFrozen, InsufficientFunds
+from core.services.balance import grant, spend
+from core.domain.ids import is_valid_doc_id
+from core.domain.errors import AccountFrozen, InsufficientFunds, KeyConflict, UnknownUser
 from core.errors import TransientError
 from web.security import signed_in, signed_in_or_service
 

@@ -4,9 +4,10 @@ Arguments are JSON primitives (ids and the verified event body as a string).
 """
 from __future__ import annotations
 
+from broker import task_names
 from core.dead_letters import dead_letter_event
-from core.fulfilment import fulfil_session_by_id, process_stripe_event
-from worker import task_names
+from core.handlers.checkout import fulfil_session_by_id
+from core.handlers.registry import process_stripe_event
 from worker.base_task import MoneyTask
 from worker.celery_app import app
 from worker.runtime import deps
@@ -44,7 +45,7 @@ def fulfil_checkout_session_task(self, session_id: str, source: str) -> dict:
 @app.task(name=task_names.JOB_RECONCILE, bind=True, base=MoneyTask, soft_time_limit=600, time_limit=900)
 def reconcile_job(self) -> dict:
     from core.jobs import scheduled_reconcile
-    from worker.event_queue import CeleryEventQueue
+    from broker.event_queue import CeleryEventQueue
 
     return self.run_guarded(lambda: scheduled_reconcile(deps(), CeleryEventQueue(self.app)),
                             lambda exc, attempts: None, {"job": "reconcile"})

@@ -1,13 +1,14 @@
 """In-memory fakes of tokenbank's ports and small builders for Stripe-shaped data.
 
-``FakeLedgerStore`` implements ``core.store.LedgerStore`` with the semantics of
-``core.firestore_store.FirestoreLedgerStore``: every method applies all of its writes or
-none, document ids are checked the way Firestore checks them, and the collections are
-plain dicts a test can read. Nothing here opens a socket.
+``FakeLedgerStore`` holds the collections as plain dicts a test can read, serves the Records
+port from them and runs units of work on them through the production ``DocumentTx`` over
+a dict backend: it holds no money rule, so it cannot drift from the domain. Document ids
+are checked the way Firestore checks them. Nothing here opens a socket.
 """
 from __future__ import annotations
 
 import copy
+from datetime import datetime, timezone
 import itertools
 import json
 from typing import Any, Callable, Mapping
@@ -16,18 +17,16 @@ import fakeredis
 import stripe
 from google.api_core import exceptions as gexc
 
-from core.catalog import load_catalog
+from core.adapters.catalog_file import load_catalog
 from core.config import load_settings
 from core.deps import Deps
-from core.store import (
-    FULFILLED, REPLACEABLE_BY, Alert, CreditRequest, CreditResult, EntryRequest, EntryResult, StatusChange,
-)
+from core.adapters.documents import NOW, DocumentTx
+from core.domain.records import Alert
 
 FIXED_NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 WEBHOOK_SECRET = "whsec_unit_primary"
 OLD_WEBHOOK_SECRET = "whsec_unit_previous"
 PACKAGES = {"starter": (50, 499), "basic": (200, 1499), "pro": (500, 2999), "premium": (1000, 4999)}
-TOTAL_FIELDS = ("tokenBalance", "totalTokensEarned", "totalTokensPurchased", "totalTokensSpent")
 
 
 def check_firestore_doc_id(doc_id: object) -> None:
@@ -37,163 +36,94 @@ def check_firestore_doc_id(doc_id: object) -> None:
         raise ValueError(f"not a Firestore document id: {doc_id!r}")
 
 
+class _DictBackend:
+    """The few transaction operations DocumentTx needs, on plain dicts; applied at commit."""
+
+    def __init__(self, docs: dict[str, dict[str, dict]], now: Callable[[], Any]):
+        self.docs, self.now, self.ops = docs, now, []
+
+    def read(self, paths):
+        for _, doc_id in paths:
+            check_firestore_doc_id(doc_id)
+        return [copy.deepcopy(self.docs.get(c, {}).get(d)) for c, d in paths]
+
+    def set(self, path, fields, merge):
+        self.ops.append(("set", path, fields))
+
+    def create(self, path, fields):
+        check_firestore_doc_id(path[1])
+        if path[1] in self.docs.get(path[0], {}) or any(op[:2] == ("create", path) for op in self.ops):
+            raise gexc.AlreadyExists(f"{path[0]}/{path[1]} exists")
+        self.ops.append(("create", path, fields))
+
+    def commit(self) -> None:
+        stamp = self.now()
+        for kind, (collection, doc_id), fields in self.ops:
+            check_firestore_doc_id(doc_id)
+            values = {k: (stamp if v is NOW else copy.deepcopy(v)) for k, v in fields.items()}
+            target = self.docs.setdefault(collection, {})
+            if kind == "create":
+                target[doc_id] = values
+            else:
+                target.setdefault(doc_id, {}).update(values)
+
+
+class FakeUnitOfWork:
+    """core.ports.UnitOfWork on dicts: all of a unit's writes or none. ``fail`` raises once."""
+
+    def __init__(self, docs: dict, now: Callable[[], Any]):
+        self.docs, self.now, self.fail = docs, now, []
+
+    def run(self, work):
+        if self.fail:
+            raise self.fail.pop(0)
+        backend = _DictBackend(self.docs, self.now)
+        tx = DocumentTx(backend)
+        result = work(tx)
+        tx.flush()
+        backend.commit()
+        return result
+
+
 class FakeLedgerStore:
-    """LedgerStore in memory. ``fail[method] = exc`` makes that method raise ``exc``."""
+    """The Records port and a unit of work over the same dicts (``users``, ``ledger``,
+    ``purchases``, ``events``, ``alerts`` are the collections). ``fail[method] = exc`` makes a
+    Records method raise ``exc``; ``uow.fail.append(exc)`` makes the next unit of work raise."""
 
     def __init__(self) -> None:
-        self.users: dict[str, dict[str, Any]] = {}
-        self.ledger: dict[str, dict[str, Any]] = {}
-        self.purchases: dict[str, dict[str, Any]] = {}
-        self.events: dict[str, dict[str, Any]] = {}
-        self.alerts: dict[str, dict[str, Any]] = {}
-        self.alert_writes: list[str] = []  # every alert id written, in order, repeats included
+        self.docs: dict[str, dict[str, dict]] = {name: {} for name in (
+            "users", "transactions", "purchases", "stripe_events", "security_alerts", "payment_intents", "disputes",
+            "checkouts", "ops_log")}
+        self.users, self.ledger, self.purchases = self.docs["users"], self.docs["transactions"], self.docs["purchases"]
+        self.events, self.alerts = self.docs["stripe_events"], self.docs["security_alerts"]
+        self.alert_writes: list[str] = []  # alert ids written outside a unit of work, in order
         self.fail: dict[str, BaseException] = {}
+        self._ticks = itertools.count()
+        self.uow = FakeUnitOfWork(self.docs, lambda: datetime.fromtimestamp(FIXED_NOW + next(self._ticks) / 1000,
+                                                                          timezone.utc))
 
     def _maybe_fail(self, method: str) -> None:
         if method in self.fail:
             raise self.fail[method]
 
-    def _write_event(self, event_id: str | None, fields: Mapping[str, Any], pending: list[Callable[[], None]]) -> None:
-        if event_id is None:
-            return
-        check_firestore_doc_id(event_id)
-        pending.append(lambda: self.events.setdefault(event_id, {}).update(fields))
-
-    def _write_alert(self, alert: Alert, pending: list[Callable[[], None]]) -> None:
-        check_firestore_doc_id(alert.id)
-        doc = {"type": alert.type, "userId": alert.user_id, "details": dict(alert.details)}
-
-        def apply() -> None:
-            self.alerts[alert.id] = doc
-            self.alert_writes.append(alert.id)
-        pending.append(apply)
-
-    @staticmethod
-    def _commit(pending: list[Callable[[], None]]) -> None:
-        for write in pending:
-            write()
-
-    # -- LedgerStore -------------------------------------------------------------------
-    def credit_purchase(self, request: CreditRequest) -> CreditResult:
-        self._maybe_fail("credit_purchase")
-        for doc_id in (request.session_id, request.user_id, f"purchase_{request.session_id}"):
-            check_firestore_doc_id(doc_id)
-        pending: list[Callable[[], None]] = []
-        event_fields = {"type": request.event.event_type, "status": "processed",
-                        "sessionId": request.session_id, "userId": request.user_id}
-        purchase = self.purchases.get(request.session_id)
-        if purchase is not None and purchase.get("status") == FULFILLED:
-            self._write_event(request.event.event_id, {**event_fields, "outcome": "already_fulfilled"}, pending)
-            self._commit(pending)
-            return CreditResult(False, purchase.get("userId"), None, 1)
-        entry_id = f"purchase_{request.session_id}"
-        if entry_id in self.ledger:
-            raise gexc.AlreadyExists(f"transactions/{entry_id} already exists")
-        totals = {name: int(self.users.get(request.user_id, {}).get(name) or 0) for name in TOTAL_FIELDS}
-        balance_after = totals["tokenBalance"] + request.tokens
-        user = {**totals, "tokenBalance": balance_after,
-                "totalTokensPurchased": totals["totalTokensPurchased"] + request.tokens}
-        entry = {"userId": request.user_id, "type": "purchase", "amount": request.tokens,
-                 "balanceAfter": balance_after, "stripeEventId": request.event.event_id,
-                 "source": request.event.source, "checkoutSessionId": request.session_id,
-                 "paymentIntentId": request.payment_intent, "packageId": request.package_id,
-                 "amountPaid": request.amount_paid, "currency": request.currency}
-        purchase_fields = {"userId": request.user_id, "packageId": request.package_id, "tokens": request.tokens,
-                           "amountPaid": request.amount_paid, "currency": request.currency,
-                           "paymentIntentId": request.payment_intent, "status": FULFILLED, "reason": None,
-                           "ledgerEntryId": entry_id,
-                           "fulfilledBy": {"eventId": request.event.event_id,
-                                           "eventType": request.event.event_type, "source": request.event.source}}
-        pending.append(lambda: self.users.setdefault(request.user_id, {}).update(user))
-        pending.append(lambda: self.ledger.__setitem__(entry_id, entry))
-        pending.append(lambda: self.purchases.setdefault(request.session_id, {}).update(purchase_fields))
-        self._write_event(request.event.event_id, {**event_fields, "outcome": "credited"}, pending)
-        self._commit(pending)
-        return CreditResult(True, request.user_id, balance_after, 1)
-
-    def change_purchase_status(self, change: StatusChange, alert: Alert | None = None) -> bool:
-        self._maybe_fail("change_purchase_status")
-        check_firestore_doc_id(change.session_id)
-        pending: list[Callable[[], None]] = []
-        current = self.purchases.get(change.session_id, {}).get("status")
-        allowed = current in REPLACEABLE_BY[change.status]
-        if allowed:
-            fields: dict[str, Any] = {"status": change.status, "reason": change.reason, "detail": change.detail,
-                                      "lastEvent": {"eventId": change.event.event_id,
-                                                    "eventType": change.event.event_type,
-                                                    "source": change.event.source}}
-            if change.user_id:
-                fields["userId"] = change.user_id
-            if change.package_id:
-                fields["packageId"] = change.package_id
-            pending.append(lambda: self.purchases.setdefault(change.session_id, {}).update(fields))
-            if alert is not None:
-                self._write_alert(alert, pending)
-        outcome = change.status if allowed else f"{change.status}_skipped_purchase_is_{current}"
-        self._write_event(change.event.event_id, {"type": change.event.event_type, "status": "processed",
-                                                  "outcome": outcome, "sessionId": change.session_id,
-                                                  "userId": change.user_id}, pending)
-        self._commit(pending)
-        return allowed
-
     def record_event(self, event_id: str, fields: Mapping[str, Any], alert: Alert | None = None) -> None:
         self._maybe_fail("record_event")
-        pending: list[Callable[[], None]] = []
-        self._write_event(event_id, dict(fields), pending)
+        check_firestore_doc_id(event_id)
+        self.events.setdefault(event_id, {}).update(copy.deepcopy(dict(fields)))
         if alert is not None:
-            self._write_alert(alert, pending)
-        self._commit(pending)
+            self._write_alert(alert)
 
     def add_alert(self, alert: Alert) -> None:
         self._maybe_fail("add_alert")
-        pending: list[Callable[[], None]] = []
-        self._write_alert(alert, pending)
-        self._commit(pending)
+        self._write_alert(alert)
 
-    # -- ledger entries and subscriptions (token plans) ---------------------------------
-    def post_entry(self, request: EntryRequest) -> EntryResult:
-        """As FirestoreLedgerStore.post_entry: an existing id is an idempotent replay."""
-        from core.ledger import total_delta
-        from core.store import AccountFrozen, InsufficientFunds
+    def _write_alert(self, alert: Alert) -> None:
+        check_firestore_doc_id(alert.id)
+        self.alert_writes.append(alert.id)
+        self.alerts[alert.id] = {"type": alert.type, "userId": alert.user_id, "details": dict(alert.details)}
 
-        self._maybe_fail("post_entry")
-        check_firestore_doc_id(request.user_id)
-        check_firestore_doc_id(request.entry_id)
-        existing = self.ledger.get(request.entry_id)
-        if existing is not None:
-            conflict = request.request_hash is not None and existing.get("requestHash") != request.request_hash
-            return EntryResult(request.entry_id, False, existing["amount"], existing["balanceAfter"], conflict)
-        user = self.users.get(request.user_id, {})
-        totals = {name: int(user.get(name) or 0) for name in TOTAL_FIELDS}
-        balance = totals["tokenBalance"]
-        if request.require_funds:
-            frozen = sorted((user.get("frozenBy") or {}).keys())
-            if frozen:
-                raise AccountFrozen(frozen)
-            if balance < -request.amount:
-                raise InsufficientFunds(balance, -request.amount)
-        balance_after = balance + request.amount
-        if balance_after < 0 and not request.allow_negative:
-            raise InsufficientFunds(balance, -request.amount)
-        total, delta = total_delta(request.type, request.amount)
-        user_fields = {**totals, "tokenBalance": balance_after, total: totals[total] + delta,
-                       "debt": max(0, -balance_after)}
-        entry = {**request.fields, "userId": request.user_id, "type": request.type, "amount": request.amount,
-                 "balanceAfter": balance_after, "requestHash": request.request_hash}
-        self.users.setdefault(request.user_id, {}).update(user_fields)
-        self.ledger[request.entry_id] = entry
-        return EntryResult(request.entry_id, True, request.amount, balance_after)
-
-    def mirror_subscription(self, user_id: str, subscription: Mapping[str, Any], event_created: int) -> bool:
-        """As FirestoreLedgerStore.mirror_subscription: a set with merge (nested fields merge)."""
-        self._maybe_fail("mirror_subscription")
-        check_firestore_doc_id(user_id)
-        stored = self.users.get(user_id, {}).get("subscription") or {}
-        if int(stored.get("eventCreated") or 0) > event_created:
-            return False  # a newer event already applied
-        merged = {**copy.deepcopy(stored), **copy.deepcopy(dict(subscription)), "eventCreated": event_created}
-        self.users.setdefault(user_id, {})["subscription"] = merged
-        return True
+    def add_ops_log(self, fields: Mapping[str, Any]) -> None:
+        self.docs["ops_log"][f"op_{len(self.docs['ops_log']) + 1}"] = dict(fields)
 
     def get_user(self, user_id: str) -> Mapping[str, Any] | None:
         self._maybe_fail("get_user")
@@ -202,6 +132,36 @@ class FakeLedgerStore:
     def get_purchase(self, session_id: str) -> Mapping[str, Any] | None:
         self._maybe_fail("get_purchase")
         return copy.deepcopy(self.purchases.get(session_id))
+
+    def record_checkout(self, session_id: str, fields: Mapping[str, Any]) -> None:
+        self.docs["checkouts"][session_id] = dict(fields)
+
+    def get_checkout(self, session_id: str) -> Mapping[str, Any] | None:
+        return copy.deepcopy(self.docs["checkouts"].get(session_id))
+
+    def get_event(self, event_id: str) -> Mapping[str, Any] | None:
+        return copy.deepcopy(self.events.get(event_id))
+
+    def get_dispute(self, dispute_id: str) -> Mapping[str, Any] | None:
+        return copy.deepcopy(self.docs["disputes"].get(dispute_id))
+
+    def list_events(self, status: str, limit: int) -> list[dict]:
+        return [{"id": k, **v} for k, v in self.events.items() if v.get("status") == status][:limit]
+
+    def find_purchase_by_payment_intent(self, payment_intent: str):
+        for k, v in self.purchases.items():
+            if v.get("paymentIntentId") == payment_intent:
+                return k, copy.deepcopy(v)
+        return None
+
+    def iter_user_ids(self, batch_size: int):
+        yield from sorted(self.users)
+
+    def user_ledger(self, user_id: str):
+        entries = [{"id": k, **v, "_created": v.get("createdAt"), "_updated": v.get("createdAt")}
+                   for k, v in self.ledger.items() if v["userId"] == user_id]
+        purchases = [{"id": k, **v} for k, v in self.purchases.items() if v.get("userId") == user_id]
+        return copy.deepcopy(self.users.get(user_id)), entries, purchases
 
     def list_entries(self, user_id: str, limit: int, after_id: str | None) -> tuple[list[dict], str | None]:
         from core.store import InvalidCursor
@@ -229,6 +189,27 @@ class FakeLedgerStore:
 
     def status(self, session_id: str) -> str | None:
         return self.purchases.get(session_id, {}).get("status")
+
+
+class FakePayments:
+    """core.ports.Payments from dicts a test fills: PaymentIntents, invoices, sessions."""
+
+    def __init__(self) -> None:
+        self.intents: dict[str, dict] = {}
+        self.invoices_by_intent: dict[str, dict] = {}
+        self.sessions: dict[str, dict] = {}
+
+    def payment_intent(self, payment_intent_id: str):
+        return copy.deepcopy(self.intents.get(payment_intent_id))
+
+    def invoice_for_payment_intent(self, payment_intent_id: str):
+        return copy.deepcopy(self.invoices_by_intent.get(payment_intent_id))
+
+    def payment_intent_of_invoice(self, invoice_id: str):
+        return next((pi for pi, inv in self.invoices_by_intent.items() if inv.get("id") == invoice_id), None)
+
+    def checkout_session(self, session_id: str):
+        return copy.deepcopy(self.sessions[session_id])
 
 
 class FakeQueue:
@@ -260,12 +241,12 @@ def fake_redis() -> fakeredis.FakeRedis:
 
 
 def make_deps(store: FakeLedgerStore | None = None, redis=None, clock: Callable[[], float] | None = None,
-              **env: str) -> Deps:
+              payments: FakePayments | None = None, **env: str) -> Deps:
     settings = load_settings({"TOKENBANK_ENV": "test",
                               "STRIPE_WEBHOOK_SECRET": f"{OLD_WEBHOOK_SECRET},{WEBHOOK_SECRET}", **env})
-    return Deps(settings=settings, store=store if store is not None else FakeLedgerStore(),
-                redis=redis if redis is not None else fake_redis(), catalog=load_catalog(),
-                clock=clock or (lambda: FIXED_NOW))
+    store = store if store is not None else FakeLedgerStore()
+    return Deps(settings=settings, store=store, redis=redis if redis is not None else fake_redis(),
+                catalog=load_catalog(), clock=clock or (lambda: FIXED_NOW), uow=store.uow, payments=payments or FakePayments())
 
 
 # -- Stripe-shaped data ---------------------------------------------------------------
@@ -308,3 +289,10 @@ def event_json(obj: Mapping[str, Any], event_type: str = "checkout.session.compl
 
 def sign(payload: str, secret: str = WEBHOOK_SECRET, timestamp: int | None = None) -> str:
     return stripe.WebhookSignature.generate_signature_header(payload, secret, timestamp=timestamp)
+
+
+def bare(doc: Mapping[str, Any] | None) -> dict:
+    """A stored document without the store's own stamps (createdAt, updatedAt, <status>At) and
+    empty fields, for comparing with what a test expects the domain to have written."""
+    return {k: v for k, v in (doc or {}).items()
+            if v is not None and not (k.endswith("At") and isinstance(v, datetime))}

@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from core.catalog import Package, load_catalog
+from core.adapters.catalog_file import load_catalog
+from core.domain.catalog import Package
 
 
 def write_catalog(tmp_path, packages, currency="usd"):

@@ -3,8 +3,8 @@ from collections import Counter
 
 from hypothesis import given, settings, strategies as st
 
-from core.fulfilment import process_stripe_event
-from core.stripe_events import (
+from core.handlers.registry import process_stripe_event
+from core.domain.stripe_events import (
     CHECKOUT_ASYNC_FAILED, CHECKOUT_ASYNC_SUCCEEDED, CHECKOUT_COMPLETED, CHECKOUT_EXPIRED,
 )
 from tests.unit.fakes import PACKAGES, FakeLedgerStore, checkout_session, event_json, fake_redis, make_deps

@@ -1,6 +1,6 @@
 import pytest
 
-from core.ids import is_valid_doc_id
+from core.domain.ids import is_valid_doc_id
 
 
 @pytest.mark.parametrize("value", ["user_1", "cs_test_a1B2c3", "evt_123", "a", "é" * 64, "x" * 128, "_x_", "a.b", "__x"])

@@ -7,7 +7,7 @@ from prometheus_client import REGISTRY
 from core import webhook_ingress
 from core.checkout_service import RateLimited
 from core.errors import WebhookRefused
-from core.fulfilment import process_stripe_event
+from core.handlers.registry import process_stripe_event
 from tests.unit.fakes import FakeQueue, checkout_session, event_json, make_deps, sign
 from tests.unit.test_purchase_gate import checkout_deps
 from core.checkout_service import start_checkout

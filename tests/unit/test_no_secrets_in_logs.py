@@ -8,7 +8,7 @@ import pytest
 
 from core import webhook_ingress
 from core.errors import EnqueueFailed, WebhookRefused
-from core.fulfilment import process_stripe_event
+from core.handlers.registry import process_stripe_event
 from core.logs import JsonFormatter
 from tests.unit.fakes import (
     WEBHOOK_SECRET, OLD_WEBHOOK_SECRET, BrokenQueue, FakeQueue, checkout_session, event_json, make_deps, sign,

@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from core.errors import MalformedEvent
-from core.stripe_events import parse_event
+from core.domain.errors import MalformedEvent
+from core.domain.stripe_events import parse_event
 from tests.unit.fakes import checkout_session, event
 
 

@@ -2,7 +2,8 @@ import pytest
 from google.api_core import exceptions as gexc
 from redis import exceptions as rexc
 
-from core.errors import MalformedEvent, PurchaseRejected, TransientError
+from core.domain.errors import MalformedEvent, PurchaseRejected
+from core.errors import TransientError
 from core.transient import is_transient
 
 

@@ -1,17 +1,14 @@
 """The catalog: the one source of truth for what a package or a token plan costs and grants.
 
-Read from ``catalog.json`` beside this module (or a path given in configuration).
+Parsed from ``core/catalog.json`` (or a path given in configuration) by core.adapters.catalog_file.
 The purchase page, checkout creation and fulfilment validation all read it from here.
 A package is bought once (``mode=payment``); a plan is a subscription that grants
 ``tokens_per_period`` tokens for each paid invoice (``mode=subscription``).
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
-DEFAULT_CATALOG_PATH = Path(__file__).with_name("catalog.json")
 PLAN_INTERVALS = ("day", "week", "month", "year")
 
 
@@ -60,8 +57,8 @@ def _positive_int(value: object) -> bool:
     return type(value) is int and value > 0
 
 
-def load_catalog(path: str | Path | None = None) -> Catalog:
-    raw = json.loads(Path(path or DEFAULT_CATALOG_PATH).read_text())
+def parse_catalog(raw: dict) -> Catalog:
+    """The catalog from its JSON form; anything inconsistent raises ValueError."""
     currency = raw["currency"].lower()
     packages = []
     for item in raw["packages"]:

@@ -8,9 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from core.catalog import Catalog, Package
-from core.errors import PurchaseRejected
-from core.ids import is_valid_doc_id
+from core.domain.catalog import Catalog, Package
+from core.domain.errors import PurchaseRejected
+from core.domain.ids import is_valid_doc_id
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,48 @@
+"""Errors that carry a decision: refuse the caller, reject the payment for good, or stop.
+
+Each maps to one answer: InvalidRequest 400, InsufficientFunds 402, KeyConflict 409,
+AccountFrozen 423, UnknownUser 404; PurchaseRejected and MalformedEvent are never retried.
+"""
+from __future__ import annotations
+
+
+class InvalidRequest(Exception):
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class InsufficientFunds(Exception):
+    def __init__(self, balance: int, amount: int, available: int | None = None):
+        super().__init__(f"balance {balance} is below {amount}")
+        self.balance = balance
+        self.amount = amount
+        self.available = balance if available is None else available
+
+
+class AccountFrozen(Exception):
+    def __init__(self, reasons: list[str]):
+        super().__init__("account frozen: " + ", ".join(reasons))
+        self.reasons = reasons
+
+
+class KeyConflict(Exception):
+    """The idempotency key was used before for a different request."""
+
+
+class UnknownUser(Exception):
+    pass
+
+
+class PurchaseRejected(Exception):
+    """A paid payment failed validation against the catalog. Never retried."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+class MalformedEvent(Exception):
+    """An event body that cannot be a Stripe event. Never retried."""

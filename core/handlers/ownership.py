@@ -1,0 +1,40 @@
+"""Whose payment is this charge? tokenbank's, by its own records or by what Stripe says.
+
+A refund or dispute names a PaymentIntent. If tokenbank credited (or parked a reversal
+for) that PaymentIntent, its ``PaymentLink`` says whose it is. Otherwise Stripe is asked:
+a package's PaymentIntent carries tokenbank's metadata (``userId``, ``packageId``) from
+checkout; a plan invoice's carries none, so its invoice is looked up and the subscription's
+metadata (``userId``, ``planId``) decides. Anything else — the same Stripe account selling
+other things — is not tokenbank's: recorded as ignored, never retried, never alerted.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.domain.payment import PACKAGE, PLAN_INVOICE, PaymentLink
+from core.domain.stripe_objects import invoice_subscription, mapping, user_problem
+
+
+@dataclass(frozen=True)
+class Owner:
+    user_id: str
+    kind: str  # package | plan_invoice
+
+
+def owner_of(deps, payment_intent: str) -> Owner | None:
+    link = deps.uow.run(lambda tx: tx.get(PaymentLink, payment_intent))
+    if link is not None and link.user_id:
+        return Owner(link.user_id, PLAN_INVOICE if link.payment_id and link.payment_id.startswith("in_") else PACKAGE)
+    intent = deps.payments.payment_intent(payment_intent)
+    if intent is None:
+        return None
+    metadata = mapping(intent.get("metadata"))
+    if not user_problem(metadata.get("userId")) and deps.catalog.get(metadata.get("packageId")) is not None:
+        return Owner(metadata["userId"], PACKAGE)
+    invoice = deps.payments.invoice_for_payment_intent(payment_intent)
+    if invoice is None:
+        return None
+    _, sub_metadata = invoice_subscription(invoice)
+    if not user_problem(sub_metadata.get("userId")) and deps.catalog.plan(sub_metadata.get("planId")) is not None:
+        return Owner(sub_metadata["userId"], PLAN_INVOICE)
+    return None

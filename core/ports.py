@@ -1,0 +1,67 @@
+"""Ports: what services and handlers need from the outside world, as Protocols.
+
+Adapters implement them (core/adapters/, broker/); core/bootstrap.py picks one adapter
+per port, at process start. Services and handlers import this module, never an adapter.
+"""
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from typing import Any, Callable, Mapping, Protocol, TypeVar
+
+T = TypeVar("T")
+
+
+class Tx(Protocol):
+    """One atomic unit of work over domain values (Account, Entry, Payment, PaymentLink,
+    Dispute, EventRecord, Alert — each has ``.key``). Reads see the committed state (or
+    this unit's own writes); writes are buffered and committed together, or not at all."""
+
+    attempt: int  # 1 on the first try; more when contention made the store run the work again
+
+    def get(self, kind: type[T], key: str) -> T | None: ...
+
+    def get_all(self, *wanted: tuple[type, str]) -> list[Any]:
+        """Several values in one round trip, in the order asked (None where absent)."""
+
+    def put(self, value: Any) -> None:
+        """Create or replace the fields this value owns (others on the document stay)."""
+
+    def add(self, value: Any) -> None:
+        """Create; the unit fails if it already exists (ledger entries are append-only)."""
+
+
+class UnitOfWork(Protocol):
+    def run(self, work: Callable[[Tx], T]) -> T:
+        """Run ``work`` atomically; on contention it may run again from scratch, so it must
+        have no effect outside the Tx it is given."""
+
+
+class EventQueue(Protocol):
+    def enqueue_event(self, event_id: str, event_type: str, payload: str) -> None: ...
+
+    def enqueue_ignored(self, event_id: str, event_type: str) -> None: ...
+
+    def request_fulfilment(self, session_id: str, source: str) -> None: ...
+
+
+class UserLock(Protocol):
+    def __call__(self, user_id: str) -> AbstractContextManager[None]:
+        """Serialise one user's money changes (the transaction alone keeps them correct)."""
+
+
+class Payments(Protocol):
+    """What tokenbank asks Stripe (read only, on the worker's side)."""
+
+    def payment_intent(self, payment_intent_id: str) -> Mapping[str, Any] | None:
+        """The PaymentIntent, or None if Stripe does not know it."""
+
+    def invoice_for_payment_intent(self, payment_intent_id: str) -> Mapping[str, Any] | None:
+        """The invoice that this PaymentIntent paid (with its subscription details), if any."""
+
+    def payment_intent_of_invoice(self, invoice_id: str) -> str | None:
+        """The PaymentIntent that paid this invoice, if any."""
+
+    def checkout_session(self, session_id: str) -> Mapping[str, Any]: ...
+
+
+Clock = Callable[[], float]
