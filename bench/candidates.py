@@ -22,11 +22,11 @@ def web_app_without_sent_event():
     """web.app as shipped, except the producer's ``task_send_sent_event`` is off."""
     from core.bootstrap import bootstrap
     from web.app import create_app
-    from worker.event_queue import CeleryEventQueue
-    from worker.celery_app import create_celery
+    from broker.event_queue import CeleryEventQueue
+    from broker.producer import create_producer
 
     deps = bootstrap()
-    celery = create_celery(deps.settings)
+    celery = create_producer(deps.settings)
     celery.conf.task_send_sent_event = False
     return create_app(deps, CeleryEventQueue(celery))
 

@@ -31,8 +31,8 @@ import redis as redis_lib
 from bench import load, workload
 from bench.noop_celery import NOOP, QUEUE as NOOP_QUEUE, STAMPS_KEY
 from bench.stack import CpuMeter, Stack, machine_busy_seconds
-from tests.support.processes import ARTIFACTS, ROOT, clear_firestore, service_env, wait_until
-from worker import task_names
+from broker import task_names
+from devstack.processes import ARTIFACTS, ROOT, clear_firestore, service_env, wait_until
 
 PROJECT = "demo-tokenbank-bench"
 SECRET = "whsec_tokenbank_bench_only"
@@ -182,11 +182,11 @@ class Bench:
                                CELERY_BROKER_URL=self.broker_url, STRIPE_WEBHOOK_SECRET=SECRET)
         from core.bootstrap import bootstrap
         from core.config import load_settings
-        from worker.celery_app import create_celery
+        from broker.producer import create_producer
 
         self.settings = load_settings(self.env)
         self.db = bootstrap(self.settings, configure_logs=False).store.db
-        self.producer = create_celery(self.settings)
+        self.producer = create_producer(self.settings)
         self.factory = workload.EventFactory(SECRET, self.tag)
         self.tmp = Path(tempfile.mkdtemp(prefix="tokenbank-bench-"))
 

@@ -13,8 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-from tests.support import processes
-from tests.support.processes import ARTIFACTS, ROOT, Service, free_port, wait_until
+from devstack import processes
+from devstack.processes import ARTIFACTS, ROOT, Service, free_port, wait_until
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 

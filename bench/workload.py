@@ -10,9 +10,9 @@ import json
 import time
 from dataclasses import dataclass
 
+from broker import task_names
 from core.store import FULFILLED
 from tests.support import events
-from worker import task_names
 
 STAGING = "bench.staging"
 UNACKED = "unacked"  # kombu's Redis transport: delivered, not yet acknowledged

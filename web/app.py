@@ -13,10 +13,10 @@ from web.security import install_headers
 def create_app(deps: Deps | None = None, queue=None) -> Flask:
     deps = deps or bootstrap()
     if queue is None:
-        from worker.event_queue import CeleryEventQueue
-        from worker.celery_app import create_celery
+        from broker.event_queue import CeleryEventQueue
+        from broker.producer import create_producer
 
-        queue = CeleryEventQueue(create_celery(deps.settings))
+        queue = CeleryEventQueue(create_producer(deps.settings))
     app = Flask(__name__)
     app.config.update(
         TOKENBANK_DEPS=deps,

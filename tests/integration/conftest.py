@@ -102,15 +102,15 @@ def _clean(settings):
 
 @pytest.fixture
 def celery_producer(settings):
-    from worker.celery_app import create_celery
+    from broker.producer import create_producer
 
-    return create_celery(settings)
+    return create_producer(settings)
 
 
 @pytest.fixture
 def web_client(deps, celery_producer):
     from web.app import create_app
-    from worker.event_queue import CeleryEventQueue
+    from broker.event_queue import CeleryEventQueue
 
     app = create_app(deps, CeleryEventQueue(celery_producer))
     return app.test_client()

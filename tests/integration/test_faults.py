@@ -74,12 +74,12 @@ def stack():
 @pytest.fixture
 def stack_app(stack):
     from web.app import create_app
-    from worker.event_queue import CeleryEventQueue
-    from worker.celery_app import create_celery
+    from broker.event_queue import CeleryEventQueue
+    from broker.producer import create_producer
 
     settings = stack.settings()
     deps = bootstrap(settings, configure_logs=False)
-    client = create_app(deps, CeleryEventQueue(create_celery(settings))).test_client()
+    client = create_app(deps, CeleryEventQueue(create_producer(settings))).test_client()
     return client, deps, settings.stripe_webhook_secrets[0]
 
 

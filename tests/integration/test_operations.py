@@ -14,8 +14,8 @@ from tests.integration.test_ledger_operations import buy
 from tests.integration.test_purchase_pipeline import post
 from tests.integration.test_user_api import checkout, pay
 from tests.support import events
-from worker.cli import main, parser, run
-from worker.event_queue import CeleryEventQueue
+from admin.cli import main, parser, run
+from broker.event_queue import CeleryEventQueue
 
 
 @pytest.fixture
@@ -126,9 +126,9 @@ def test_bad_arguments_exit_2_with_a_message(argv, capsys):
 
 def test_refused_operations_exit_non_zero(deps, queue, capsys, operator_shell):
     with pytest.raises(Exception):
-        cli(deps, queue, "adjust", "nobody-here", "5", "--reason", "x")
-    assert main(["grant", "nobody-here", "5", "--reason", "x"]) == 1
-    assert main(["grant", "someone", "0", "--reason", "x", "--create"]) == 2
+        cli(deps, queue, "adjust", "nobody-here", "5", "--reason", "x", "--operator", "carol")
+    assert main(["grant", "nobody-here", "5", "--reason", "x", "--operator", "carol"]) == 1
+    assert main(["grant", "someone", "0", "--reason", "x", "--create", "--operator", "carol"]) == 2
     assert "tokenbank:" in capsys.readouterr().err
 
 

@@ -76,7 +76,7 @@ def test_rotated_secrets_both_verify(deps, celery_producer, worker, settings):
     from dataclasses import replace
 
     from web.app import create_app
-    from worker.event_queue import CeleryEventQueue
+    from broker.event_queue import CeleryEventQueue
 
     rotated = replace(deps, settings=replace(settings, stripe_webhook_secrets=("whsec_new_one", "whsec_old_one")))
     client = create_app(rotated, CeleryEventQueue(celery_producer)).test_client()

@@ -37,7 +37,7 @@ RULES = OPS / "prometheus" / "rules.yml"
 POLICY_DIR = OPS / "cloud-monitoring"
 POLICIES = sorted(POLICY_DIR.glob("*.yaml"))
 RUNBOOK = ROOT / "docs" / "RUNBOOK.md"
-SOURCE_DIRS = ("core", "worker", "web")
+SOURCE_DIRS = ("core", "worker", "web", "broker", "admin")
 
 
 # --------------------------------------------------------------------------------------------
@@ -649,7 +649,7 @@ def _commands(text: str) -> list[tuple[str, bool]]:
 
 
 def cli_problems(text: str) -> tuple[int, list[str]]:
-    from worker.cli import parser
+    from admin.cli import parser
 
     text = re.sub(r"\$\{log\.extracted_label\.\w+\}", "UID", text)
     problems, count = [], 0
@@ -658,22 +658,26 @@ def cli_problems(text: str) -> tuple[int, list[str]]:
         argv = None
         if line.startswith("tokenbank ") and "[" not in line:
             argv = shlex.split(line)[1:]
-        m = re.search(r"--args=-m,worker\.cli,(\S+)", line)
+        m = re.search(r"--args=-m,([\w.]+\.cli),(\S+)", line)
+        if m and m.group(1) != "admin.cli":
+            count += 1
+            problems.append(f"`{line}`: the CLI is admin.cli, not {m.group(1)}")
+            continue
         if m:
-            argv = m.group(1).split(",")
+            argv = m.group(2).split(",")
         if argv is None:
             continue
         argv = [PLACEHOLDER_INTS.get(a, a) for a in argv]
         count += 1
         if inline and len(argv) == 1:  # prose naming a command ("`tokenbank user` shows...")
             if argv[0] not in commands:
-                problems.append(f"`{line}`: worker/cli.py has no command {argv[0]!r}")
+                problems.append(f"`{line}`: admin/cli.py has no command {argv[0]!r}")
             continue
         try:
             parser().parse_args(argv)
         except SystemExit as exc:
             if exc.code != 0:
-                problems.append(f"`{line}` does not parse with worker/cli.py")
+                problems.append(f"`{line}` does not parse with admin/cli.py")
     return count, problems
 
 
@@ -702,7 +706,9 @@ def test_the_cli_check_catches_mistakes():
     assert cli_problems("`tokenbank ratelimit reset UID --operator NAME`") == (1, [])
     assert cli_problems("`tokenbank ratelimit clear UID`")[1]
     assert cli_problems("`tokenbank grant UID fifty --reason x`")[1]
-    assert cli_problems("`gcloud run jobs execute tokenbank-cli --args=-m,worker.cli,events,failed`") == (1, [])
+    assert cli_problems("`gcloud run jobs execute tokenbank-cli --args=-m,admin.cli,events,failed`") == (1, [])
+    assert cli_problems("`gcloud run jobs execute tokenbank-cli --args=-m,worker.cli,events,failed`")[1]
+    assert cli_problems("`tokenbank grant UID 5 --reason x`")[1]  # no --operator
 
 
 def test_every_log_filter_in_the_runbook_and_policies_is_real():

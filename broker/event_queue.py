@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from celery import Celery
 
-from worker import task_names
+from broker import task_names
 
 
 class CeleryEventQueue:

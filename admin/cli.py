@@ -1,0 +1,145 @@
+"""`tokenbank`: the operators' command line. Argument parsing only: each command calls one
+function of core.services.operations and prints what it returns (JSON on stdout).
+
+    tokenbank events failed [--limit N]
+    tokenbank events failed --spooled             (dead letters kept in Redis while Firestore was down)
+    tokenbank events replay EVENT_ID | --all-failed | --spooled
+    tokenbank ratelimit show UID | reset UID --operator NAME
+    tokenbank grant UID AMOUNT --reason TEXT [--key KEY] [--create] --operator NAME
+    tokenbank adjust UID AMOUNT --reason TEXT [--key KEY] --operator NAME
+    tokenbank reconcile [--hours 72]
+    tokenbank audit
+    tokenbank user UID
+
+Every command that changes something requires --operator: the name recorded with the change.
+Exit status: 0 done, 1 refused or found problems, 2 bad arguments.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from core.services import operations as ops
+
+
+def _uid(value: str) -> str:
+    if not ops.is_valid_user_id(value):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a valid user id")
+    return value
+
+
+def _int(value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+
+
+def _name(value: str) -> str:
+    if not value.strip():
+        raise argparse.ArgumentTypeError("the operator's name must not be empty")
+    return value.strip()
+
+
+def _add_operator(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("--operator", type=_name, required=True, metavar="NAME",
+                     help="your name, recorded with the change (required)")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tokenbank", description="tokenbank operations")
+    sub = p.add_subparsers(dest="command", required=True)
+    events = sub.add_parser("events", help="dead-lettered Stripe events").add_subparsers(dest="action", required=True)
+    failed = events.add_parser("failed", help="list dead-lettered events")
+    failed.add_argument("--limit", type=_int, default=50)
+    failed.add_argument("--spooled", action="store_true",
+                        help="the dead letters spooled to Redis while Firestore was down")
+    replay = events.add_parser("replay", help="re-enqueue dead-lettered events (idempotent)")
+    target = replay.add_mutually_exclusive_group(required=True)
+    target.add_argument("event_id", nargs="?")
+    target.add_argument("--all-failed", action="store_true")
+    target.add_argument("--spooled", action="store_true", help="replay and drain the Redis spool")
+    rl = sub.add_parser("ratelimit", help="a user's purchase windows").add_subparsers(dest="action", required=True)
+    rl.add_parser("show").add_argument("uid", type=_uid)
+    reset = rl.add_parser("reset")
+    reset.add_argument("uid", type=_uid)
+    _add_operator(reset)
+    for name in ("grant", "adjust"):
+        cmd = sub.add_parser(name, help=f"{name} tokens (a ledger entry with the operator's name)")
+        cmd.add_argument("uid", type=_uid)
+        cmd.add_argument("amount", type=_int)
+        cmd.add_argument("--reason", required=True)
+        cmd.add_argument("--key", default=None, help="idempotency key (default: a new one)")
+        _add_operator(cmd)
+        if name == "grant":
+            cmd.add_argument("--create", action="store_true", help="allow a new account")
+    rec = sub.add_parser("reconcile", help="compare the last hours of Stripe with our records")
+    rec.add_argument("--hours", type=_int, default=72)
+    sub.add_parser("audit", help="check every balance against its ledger")
+    sub.add_parser("user", help="balance, totals, last entries, alerts").add_argument("uid", type=_uid)
+    return p
+
+
+def _progress(label: str):
+    if not sys.stderr.isatty():
+        return None
+
+    def show(report) -> None:
+        done = getattr(report, "users_checked", None)
+        if done is None:
+            done = report.counts.get("sessions_seen", 0)
+        sys.stderr.write(f"\r{label}: {done} checked")
+        sys.stderr.flush()
+    return show
+
+
+def call(args, deps, queue):
+    """The one service call a command stands for: plain data, or an ops.Verdict."""
+    match args.command, getattr(args, "action", None):
+        case "events", "failed":
+            return (ops.spooled_dead_letters(deps, args.limit) if args.spooled
+                    else ops.dead_letters(deps, args.limit))
+        case "events", "replay":
+            return (ops.replay_spooled(deps, queue) if args.spooled
+                    else ops.replay_dead_letters(deps, queue, args.event_id, args.all_failed))
+        case "ratelimit", "show":
+            return ops.rate_limit(deps, args.uid)
+        case "ratelimit", "reset":
+            return ops.reset_rate_limit(deps, args.uid, args.operator)
+        case "grant", _:
+            return ops.grant(deps, args.uid, args.amount, args.reason, args.key, args.operator, args.create)
+        case "adjust", _:
+            return ops.adjust(deps, args.uid, args.amount, args.reason, args.key, args.operator)
+        case "reconcile", _:
+            return ops.reconcile(deps, queue, args.hours, on_progress=_progress("reconcile"))
+        case "audit", _:
+            return ops.audit(deps, on_progress=_progress("audit"))
+        case "user", _:
+            return ops.user_summary(deps, args.uid)
+    raise AssertionError(args)
+
+
+def run(args, deps, queue, out) -> int:
+    result = call(args, deps, queue)
+    verdict = result if isinstance(result, ops.Verdict) else ops.Verdict(result, ok=True)
+    out.write(json.dumps(verdict.data, indent=2, default=str) + "\n")
+    return 0 if verdict.ok else 1
+
+
+def main(argv: list[str] | None = None, out=sys.stdout) -> int:
+    args = parser().parse_args(argv)
+    from broker.event_queue import CeleryEventQueue
+    from broker.producer import create_producer
+    from core.bootstrap import bootstrap
+
+    deps = bootstrap(configure_logs=False)
+    try:
+        return run(args, deps, CeleryEventQueue(create_producer(deps.settings)), out)
+    except ops.REFUSED + ops.BAD_REQUEST as exc:
+        print(f"tokenbank: {getattr(exc, 'message', None) or exc}", file=sys.stderr)
+        return 2 if isinstance(exc, ops.BAD_REQUEST) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

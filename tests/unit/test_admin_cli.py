@@ -1,0 +1,103 @@
+"""The operators' CLI (admin/cli.py) over core.services.operations, on the in-memory fakes.
+
+The same commands on the real stack: tests/integration/test_operations.py.
+"""
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+from admin.cli import main, parser, run
+from tests.unit.fakes import FakeLedgerStore, FakeQueue, make_deps
+
+CHANGES = [["grant", "u1", "5", "--reason", "x"], ["adjust", "u1", "-5", "--reason", "x"], ["ratelimit", "reset", "u1"]]
+
+
+class OpsStore(FakeLedgerStore):
+    """FakeLedgerStore plus what the CLI reads and writes: events by status and the ops_log."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops_log: list[dict] = []
+
+    def list_events(self, status: str, limit: int) -> list[dict]:
+        return [{"id": k, **v} for k, v in self.events.items() if v.get("status") == status][:limit]
+
+    def get_event(self, event_id: str):
+        return self.events.get(event_id)
+
+    def add_ops_log(self, fields) -> None:
+        self.ops_log.append(dict(fields))
+
+
+@pytest.fixture
+def ops_deps(redis):
+    return make_deps(OpsStore(), redis)
+
+
+def cli(deps, queue, *argv):
+    out = io.StringIO()
+    code = run(parser().parse_args(list(argv)), deps, queue, out)
+    return code, json.loads(out.getvalue())
+
+
+@pytest.mark.parametrize("argv", CHANGES)
+def test_a_change_without_an_operator_exits_2_and_names_the_flag(argv, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage: tokenbank" in err and "--operator" in err
+
+
+@pytest.mark.parametrize("argv", CHANGES)
+def test_a_blank_operator_exits_2(argv, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main([*argv, "--operator", " "])
+    assert exited.value.code == 2
+    assert "operator" in capsys.readouterr().err
+
+
+def test_ratelimit_reset_clears_the_windows_and_logs_the_operator(ops_deps):
+    from core import redis_keys
+
+    ops_deps.redis.zadd(redis_keys.velocity("u1"), {"cs_1": 1.0})
+    assert cli(ops_deps, FakeQueue(), "ratelimit", "show", "u1")[1]["paidPurchases"] == [["cs_1", 1.0]]
+    assert cli(ops_deps, FakeQueue(), "ratelimit", "reset", "u1", "--operator", "alice") == (
+        0, {"reset": "u1", "ledger_untouched": True})
+    assert cli(ops_deps, FakeQueue(), "ratelimit", "show", "u1")[1]["paidPurchases"] == []
+    [entry] = ops_deps.store.ops_log
+    assert entry["operator"] == "alice" and entry["userId"] == "u1" and entry["action"] == "ratelimit_reset"
+
+
+def test_grant_and_adjust_carry_the_operator_as_actor(ops_deps):
+    code, posted = cli(ops_deps, FakeQueue(), "grant", "u1", "30", "--reason", "outage", "--create",
+                       "--operator", "bob", "--key", "case-1")
+    assert code == 0 and posted["balance"] == 30
+    assert cli(ops_deps, FakeQueue(), "adjust", "u1", "-10", "--reason", "double", "--operator", "bob")[1]["balance"] == 20
+    assert {e["actor"] for e in ops_deps.store.ledger.values()} == {"operator:bob"}
+
+
+def test_replay_refuses_an_event_without_a_payload_and_replays_dead_letters(ops_deps):
+    queue = FakeQueue()
+    assert cli(ops_deps, queue, "events", "replay", "evt_unknown")[0] == 1
+    ops_deps.store.events["evt_1"] = {"type": "checkout.session.completed", "status": "dead_lettered", "payload": "{}"}
+    assert cli(ops_deps, queue, "events", "failed")[1][0]["id"] == "evt_1"
+    assert cli(ops_deps, queue, "events", "replay", "--all-failed") == (0, {"replayed": 1})
+    assert queue.events == [("evt_1", "checkout.session.completed", "{}")]
+    assert ops_deps.store.events["evt_1"]["status"] == "replayed"
+
+
+def test_spooled_dead_letters_are_listed_and_drained(ops_deps):
+    from core import redis_keys
+
+    letter = {"event_id": "evt_2", "event_type": "checkout.session.completed", "payload": "{}", "error": "x",
+              "attempts": 9}
+    ops_deps.redis.lpush(redis_keys.DEAD_LETTER_SPOOL, json.dumps(letter))
+    assert cli(ops_deps, FakeQueue(), "events", "failed", "--spooled")[1][0]["event_id"] == "evt_2"
+    queue = FakeQueue()
+    assert cli(ops_deps, queue, "events", "replay", "--spooled") == (0, {"replayed": 1})
+    assert queue.events == [("evt_2", "checkout.session.completed", "{}")]
+    assert cli(ops_deps, FakeQueue(), "events", "failed", "--spooled")[1] == []
