@@ -1,0 +1,67 @@
+"""The money model (tests/support/money_model.py) on the real handlers and the domain, over the
+dict-backed unit of work: thousands of random interleavings of purchases, plan invoices,
+refunds, disputes, spends, grants and adjustments, each event delivered 0-3 times in any order."""
+from __future__ import annotations
+
+import json
+
+from hypothesis import HealthCheck, settings
+
+from core.domain.errors import AccountFrozen, InsufficientFunds, KeyConflict
+from core.handlers.registry import process_stripe_event
+from core.services import balance
+from tests.support.money_model import MoneyMachine
+from tests.unit.fakes import FakeLedgerStore, FakePayments, fake_redis, make_deps
+
+
+class DictDriver:
+    def __init__(self):
+        self.store, self.payments = FakeLedgerStore(), FakePayments()
+        self.deps = make_deps(self.store, fake_redis(), payments=self.payments)
+
+    def know_payment_intent(self, pi, metadata, invoice):
+        self.payments.intents[pi] = {"id": pi, "object": "payment_intent", "metadata": metadata}
+        if invoice is not None:
+            self.payments.invoices_by_intent[pi] = invoice
+
+    def deliver(self, event):
+        process_stripe_event(self.deps, json.dumps(event))  # any exception fails the example
+
+    def _answer(self, call) -> str:
+        try:
+            call()
+            return "ok"
+        except InsufficientFunds:
+            return "insufficient"
+        except AccountFrozen:
+            return "frozen"
+        except KeyConflict:
+            return "conflict"
+
+    def spend(self, user, amount, key):
+        return self._answer(lambda: balance.spend(self.deps, user, amount, "model", key, "model"))
+
+    def grant(self, user, amount, key):
+        return self._answer(lambda: balance.grant(self.deps, user, amount, "model", key, "model", create_account=True))
+
+    def adjust(self, user, amount, key):
+        return self._answer(lambda: balance.adjust(self.deps, user, amount, "model", key, "model"))
+
+    def account(self, user):
+        return self.store.users.get(user) or {}
+
+    def entries(self, user):
+        return [{"id": k, **v} for k, v in self.store.ledger.items() if v["userId"] == user]
+
+    def event_status(self, event_id):
+        return (self.store.events.get(event_id) or {}).get("status")
+
+
+class DictMoneyMachine(MoneyMachine):
+    def make_driver(self):
+        return DictDriver()
+
+
+TestMoneyModel = DictMoneyMachine.TestCase
+TestMoneyModel.settings = settings(max_examples=2000, stateful_step_count=30, deadline=None,
+                                   suppress_health_check=[HealthCheck.too_slow])
