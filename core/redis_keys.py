@@ -35,3 +35,8 @@ def operator_log() -> str:
 
 
 DEAD_LETTER_SPOOL = f"{PREFIX}deadletter:spool"
+
+
+def checkout_attempt(user_id: str, client_key: str) -> str:
+    """One checkout attempt per (user, Idempotency-Key): its pinned parameters and, once created, its session."""
+    return f"{PREFIX}checkout:{{{user_id}}}:{client_key}"

@@ -8,7 +8,7 @@ from . import objects
 from .catalog import price_from_params
 from .errors import StripeError, invalid_param, missing_param
 from .events import Sandbox
-from .forms import get_dict, get_int, get_list, get_metadata, get_str, reject_unknown
+from .forms import get_bool, get_dict, get_int, get_list, get_metadata, get_str, reject_unknown
 
 SESSION_PARAMS = {
     "adaptive_pricing", "after_expiration", "allow_promotion_codes", "automatic_tax", "billing_address_collection",
@@ -25,6 +25,9 @@ SESSION_PARAMS = {
 LINE_ITEM_PARAMS = {"price", "price_data", "quantity", "adjustable_quantity", "dynamic_tax_rates", "tax_rates", "metadata"}
 PRICE_DATA_PARAMS = {"currency", "product", "product_data", "unit_amount", "unit_amount_decimal", "recurring", "tax_behavior"}
 PRODUCT_DATA_PARAMS = {"name", "description", "images", "metadata", "tax_code", "unit_label"}
+ADAPTIVE_PRICING_PARAMS = {"enabled"}
+# Without `adaptive_pricing[enabled]` Stripe uses the account's Dashboard setting; the sandbox's is off.
+ADAPTIVE_PRICING_DEFAULT = False
 PI_DATA_PARAMS = {"application_fee_amount", "capture_method", "description", "metadata", "on_behalf_of",
                   "receipt_email", "setup_future_usage", "shipping", "statement_descriptor",
                   "statement_descriptor_suffix", "transfer_data", "transfer_group"}
@@ -127,6 +130,9 @@ def create_session(sb: Sandbox, params: dict) -> dict:
     reject_unknown(pi_data, PI_DATA_PARAMS, "payment_intent_data")
     if get_str(pi_data, "capture_method") == "manual":
         raise invalid_param("payment_intent_data[capture_method]", "The sandbox does not support manual capture.")
+    adaptive_pricing = get_dict(params, "adaptive_pricing")
+    reject_unknown(adaptive_pricing, ADAPTIVE_PRICING_PARAMS, "adaptive_pricing")
+    adaptive_enabled = get_bool(adaptive_pricing, "enabled", ADAPTIVE_PRICING_DEFAULT, param="adaptive_pricing[enabled]")
     pm_types = [str(t) for t in get_list(params, "payment_method_types")] or ["card"]
     items = _line_items(sb, params, mode)
     currency = items[0]["currency"]
@@ -140,7 +146,7 @@ def create_session(sb: Sandbox, params: dict) -> dict:
         url=f"{sb.public_url}/pay/{{ID}}", success_url=success_url, cancel_url=cancel_url,
         client_reference_id=client_reference_id, customer_id=customer_id, customer_email=customer_email,
         metadata=metadata, payment_method_types=pm_types, locale=get_str(params, "locale"),
-        submit_type=get_str(params, "submit_type"))
+        submit_type=get_str(params, "submit_type"), adaptive_pricing=adaptive_enabled)
     cs["_line_items"] = items
     cs["_pi_data"] = {
         "metadata": get_metadata(pi_data, param="payment_intent_data[metadata]"),

@@ -93,7 +93,7 @@ def line_item(price_obj: dict, quantity: int, description: str) -> dict:
 def checkout_session(now: int, *, mode: str, currency: str, amount_total: int, expires_at: int,
                      url: str, success_url, cancel_url, client_reference_id, customer_id, customer_email,
                      metadata: dict, payment_method_types: list, locale=None, submit_type=None,
-                     ui_mode: str = "hosted") -> dict:
+                     ui_mode: str = "hosted", adaptive_pricing: bool = False) -> dict:
     sid = new_id("checkout.session")
     return _apply(template("checkout.session"), {
         "id": sid, "created": now, "expires_at": expires_at, "mode": mode, "currency": currency,
@@ -109,7 +109,7 @@ def checkout_session(now: int, *, mode: str, currency: str, amount_total: int, e
         "consent_collection": None, "after_expiration": None, "invoice_creation": None if mode != "payment" else
         {"enabled": False, "invoice_data": {"account_tax_ids": None, "custom_fields": None, "description": None,
                                             "footer": None, "issuer": None, "metadata": {}, "rendering_options": None}},
-        "adaptive_pricing": {"enabled": False}, "payment_method_configuration_details": None,
+        "adaptive_pricing": {"enabled": adaptive_pricing}, "payment_method_configuration_details": None,
         "locale": locale, "submit_type": submit_type, "ui_mode": ui_mode, "client_secret": None,
         "customer_creation": "if_required" if mode == "payment" else "always", "discounts": [],
         "managed_payments": {"enabled": False}, "origin_context": None, "wallet_options": None,
