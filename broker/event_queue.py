@@ -25,3 +25,6 @@ class CeleryEventQueue:
 
     def request_fulfilment(self, session_id: str, source: str) -> None:
         self.celery.send_task(task_names.FULFIL_CHECKOUT_SESSION, args=[session_id, source], queue=self.queue)
+
+    def request_invoice_fulfilment(self, invoice_id: str, source: str) -> None:
+        self.celery.send_task(task_names.FULFIL_INVOICE, args=[invoice_id, source], queue=self.queue)

@@ -3,5 +3,6 @@ PROCESS_STRIPE_EVENT = "tokenbank.stripe.process_event"
 RECORD_IGNORED_EVENT = "tokenbank.stripe.record_ignored_event"
 QUEUE = "tokenbank"  # the default; CELERY_QUEUE overrides it
 FULFIL_CHECKOUT_SESSION = "tokenbank.checkout.fulfil_session"
+FULFIL_INVOICE = "tokenbank.plans.fulfil_invoice"
 JOB_RECONCILE = "tokenbank.jobs.reconcile"
 JOB_AUDIT = "tokenbank.jobs.audit"

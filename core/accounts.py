@@ -8,6 +8,7 @@ from typing import Any, Mapping
 from core import redis_keys
 from core.checkout_service import InvalidRequest, RateLimited
 from core.deps import Deps
+from core.domain.errors import UnknownPurchase
 from core.errors import EnqueueFailed
 from core.domain.ids import is_valid_doc_id
 from core.store import InvalidCursor
@@ -73,10 +74,20 @@ def purchase_status(deps: Deps, user_id: str, session_id: object) -> dict | None
     return {"sessionId": session_id, **{k: _plain(purchase.get(k)) for k in PURCHASE_FIELDS if k in purchase}}
 
 
+def owns_session(deps: Deps, user_id: str, session_id: str) -> bool:
+    """Whether tokenbank started this Checkout Session for this user (its checkout record, or
+    the purchase record of a session started before checkout records existed)."""
+    for record in (deps.store.get_checkout(session_id), deps.store.get_purchase(session_id)):
+        if record is not None:
+            return record.get("userId") == user_id
+    return False
+
+
 def request_confirmation(deps: Deps, queue, user_id: str, session_id: object) -> None:
     """The success page asks the workers to fulfil from what Stripe says (idempotent).
 
-    Bounded per user so the endpoint cannot be used to make us call Stripe without limit.
+    Only for a session this user started (anything else: UnknownPurchase, a quiet 404, and
+    no Stripe call); bounded per user so it cannot make us call Stripe without limit.
     """
     if not valid_session_id(session_id):
         raise InvalidRequest("session_id is not a Checkout Session id", "session_id")
@@ -87,6 +98,8 @@ def request_confirmation(deps: Deps, queue, user_id: str, session_id: object) ->
     count = int(pipe.execute()[0])
     if count > deps.settings.confirmations_per_minute:
         raise RateLimited(int(deps.redis.ttl(key)) or 60, "Too many status checks; please wait a minute.")
+    if not owns_session(deps, user_id, session_id):
+        raise UnknownPurchase("no such purchase for this account")
     try:
         queue.request_fulfilment(session_id, "success_page")
     except Exception as exc:

@@ -217,6 +217,10 @@ def _gated_session(deps: Deps, user_id: str, client_key: object, params: Callabl
         log.error("stripe refused checkout session: %s", exc, extra={"user_id": user_id})
         raise PaymentProviderError(str(exc)) from exc
     started = CheckoutStarted(session["id"], session["url"], int(session["expires_at"] or expires_at))
+    # A durable record that this user started this session: only its owner may confirm it, and
+    # open checkouts can be counted from Firestore if Redis loses the gate's data.
+    deps.store.record_checkout(started.session_id, {"userId": user_id, "item": request,
+                                                    "expiresAt": started.expires_at})
     # Remember the session first: from now on a retry answers it without the gate or Stripe.
     _compare_and_set(deps.redis, redis_keys.checkout_attempt(user_id, client_key), stored,
                      replace(attempt, session={"id": started.session_id, "url": started.url,

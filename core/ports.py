@@ -43,6 +43,8 @@ class EventQueue(Protocol):
 
     def request_fulfilment(self, session_id: str, source: str) -> None: ...
 
+    def request_invoice_fulfilment(self, invoice_id: str, source: str) -> None: ...
+
 
 class UserLock(Protocol):
     def __call__(self, user_id: str) -> AbstractContextManager[None]:
@@ -60,6 +62,9 @@ class Payments(Protocol):
 
     def payment_intent_of_invoice(self, invoice_id: str) -> str | None:
         """The PaymentIntent that paid this invoice, if any."""
+
+    def invoice(self, invoice_id: str) -> Mapping[str, Any] | None:
+        """The invoice, or None if Stripe does not know it."""
 
     def checkout_session(self, session_id: str) -> Mapping[str, Any]: ...
 

@@ -1,12 +1,16 @@
 """Reconciliation with Stripe: find what the webhooks missed, and what disagrees.
 
-Lists the Checkout Sessions completed in the last ``hours`` (paginated, at most ``max_rps``
-requests per second) and asks for the same idempotent fulfilment (the queue port's
-``request_fulfilment``) for every paid one without a fulfilled purchase — a missed webhook.
-A session asked for is remembered for the window, so a second run right after enqueues
-nothing. Sessions that disagree with our records (a fulfilled purchase Stripe does not
-call paid, another user, a rejected paid session), refunds not yet applied and disputes we
-have no record of are reported as findings. Every outcome is counted.
+Lists, for the last ``hours`` (paginated, at most ``max_rps`` requests per second):
+- the completed Checkout Sessions: every paid package session without a fulfilled purchase
+  (a missed webhook) is handed to the same idempotent fulfilment (``request_fulfilment``);
+  a plan's session is not a purchase (its tokens come with its invoices);
+- the paid invoices: every plan invoice without a fulfilled payment (a lost ``invoice.paid``)
+  is handed to ``request_invoice_fulfilment``, which credits its allowance once;
+- the charges: a refund of a package or plan payment not applied yet is a finding;
+- the disputes: one of tokenbank's charges that we have no record of, or whose open/closed
+  state disagrees with ours (every status of the pinned API version), is a finding.
+Each thing asked for is remembered for the window, so a second run enqueues nothing again.
+Sessions that disagree with our records are findings too. Every outcome is counted.
 """
 from __future__ import annotations
 
@@ -18,6 +22,10 @@ from typing import Any, Callable, Iterator
 
 from core import metrics, redis_keys
 from core.domain.checkout import CheckoutSession, claimed_user_id
+from core.domain.dispute import CLOSED_STATUSES
+from core.domain.stripe_objects import invoice_subscription
+from core.handlers.ownership import owner_of
+from core.handlers.plans import CREDITED_BILLING_REASONS, is_plan_session
 
 log = logging.getLogger("tokenbank.reconcile")
 
@@ -67,10 +75,15 @@ def reconcile(deps, queue, hours: int = 72, max_rps: float = 20, on_progress=Non
     since = int(deps.clock()) - hours * 3600
     v1 = deps.stripe.v1
     for obj in _pages(v1.checkout.sessions.list, {"created": {"gte": since}, "status": "complete"}, limiter):
-        _session(deps, queue, CheckoutSession.from_stripe(obj), report, hours)
         report.counts["sessions_seen"] += 1
+        if is_plan_session(obj):
+            report.counts["plan_sessions"] += 1  # a subscription's tokens come with its invoices
+        else:
+            _session(deps, queue, CheckoutSession.from_stripe(obj), report, hours)
         if on_progress:
             on_progress(report)
+    for invoice in _pages(v1.invoices.list, {"created": {"gte": since}, "status": "paid"}, limiter):
+        _invoice(deps, queue, invoice, report, hours)
     for charge in _pages(v1.charges.list, {"created": {"gte": since}}, limiter):
         _charge(deps, charge, report)
     for dispute in _pages(v1.disputes.list, {"created": {"gte": since}}, limiter):
@@ -112,6 +125,27 @@ def _session(deps, queue, session: CheckoutSession, report: ReconcileReport, hou
     report.find("missed_fulfilment", sessionId=session.id, userId=claimed_user_id(session))
 
 
+def _invoice(deps, queue, invoice: dict, report: ReconcileReport, hours: int) -> None:
+    report.counts["invoices_seen"] += 1
+    sub_id, metadata = invoice_subscription(invoice)
+    if not metadata.get("planId") or invoice.get("billing_reason") not in CREDITED_BILLING_REASONS:
+        report.counts["not_a_plan_invoice"] += 1
+        return
+    invoice_id = invoice.get("id")
+    if not isinstance(invoice_id, str) or not invoice_id:
+        return
+    payment = deps.store.get_purchase(invoice_id)
+    if (payment or {}).get("status") == "fulfilled":
+        report.counts["invoices_in_agreement"] += 1
+        return
+    if not deps.redis.set(redis_keys.reconcile_requested(invoice_id), "1", nx=True, ex=hours * 3600):
+        report.counts["already_requested"] += 1
+        return
+    queue.request_invoice_fulfilment(invoice_id, "reconciliation")
+    report.enqueued.append(invoice_id)
+    report.find("missed_allowance", invoiceId=invoice_id, userId=metadata.get("userId"), subscriptionId=sub_id)
+
+
 def _charge(deps, charge: dict, report: ReconcileReport) -> None:
     refunded = charge.get("amount_refunded") or 0
     intent = charge.get("payment_intent")
@@ -130,9 +164,12 @@ def _charge(deps, charge: dict, report: ReconcileReport) -> None:
 
 def _dispute(deps, dispute: dict, report: ReconcileReport) -> None:
     record = deps.store.get_dispute(dispute["id"]) if dispute.get("id") else None
-    if record is None:
+    intent = dispute.get("payment_intent")
+    if record is None and not (isinstance(intent, str) and owner_of(deps, intent)):
+        report.counts["disputes_not_ours"] += 1  # a charge of something else the account sells
+    elif record is None:
         report.find("dispute_unknown", disputeId=dispute.get("id"), status=dispute.get("status"))
-    elif bool(record.get("closed")) != (dispute.get("status") in ("won", "lost", "warning_closed")):
+    elif bool(record.get("closed")) != (dispute.get("status") in CLOSED_STATUSES):
         report.find("dispute_state_disagrees", disputeId=dispute["id"], stripe=dispute.get("status"),
                     oursClosed=bool(record.get("closed")))
     else:

@@ -16,7 +16,7 @@ from core.checkout_service import (
 )
 from core.services.balance import grant, spend
 from core.domain.ids import is_valid_doc_id
-from core.domain.errors import AccountFrozen, InsufficientFunds, KeyConflict, UnknownUser
+from core.domain.errors import AccountFrozen, InsufficientFunds, KeyConflict, UnknownPurchase, UnknownUser
 from core.errors import TransientError
 from web.security import signed_in, signed_in_or_service
 
@@ -95,7 +95,8 @@ def key_conflict(exc: KeyConflict):
 
 
 @bp.errorhandler(UnknownUser)
-def unknown_user(exc: UnknownUser):
+@bp.errorhandler(UnknownPurchase)
+def not_found(exc: Exception):
     return jsonify(error="not_found", message=str(exc)), 404
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from broker import task_names
 from core.dead_letters import dead_letter_event
 from core.handlers.checkout import fulfil_session_by_id
+from core.handlers.plans import fulfil_invoice_by_id
 from core.handlers.registry import process_stripe_event
 from worker.base_task import MoneyTask
 from worker.celery_app import app
@@ -39,6 +40,16 @@ def fulfil_checkout_session_task(self, session_id: str, source: str) -> dict:
         lambda: fulfil_session_by_id(deps(), session_id, source).as_dict(),
         lambda exc, attempts: None,  # nothing to dead-letter: the webhook and reconciliation still cover it
         {"session_id": session_id, "source": source},
+    )
+
+
+@app.task(name=task_names.FULFIL_INVOICE, bind=True, base=MoneyTask)
+def fulfil_invoice_task(self, invoice_id: str, source: str) -> dict:
+    """Reconciliation's request for a plan invoice whose invoice.paid never arrived."""
+    return self.run_guarded(
+        lambda: fulfil_invoice_by_id(deps(), invoice_id, source).as_dict(),
+        lambda exc, attempts: None,  # the next reconciliation run asks again
+        {"invoice_id": invoice_id, "source": source},
     )
 
 

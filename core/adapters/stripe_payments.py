@@ -45,5 +45,13 @@ class StripePayments:
                 return pi.get("id") if isinstance(pi, dict) else pi
         return None
 
+    def invoice(self, invoice_id: str) -> Mapping[str, Any] | None:
+        try:
+            return _plain(self.v1.invoices.retrieve(invoice_id))
+        except stripe.InvalidRequestError as exc:
+            if exc.http_status == 404:
+                return None
+            raise
+
     def checkout_session(self, session_id: str) -> Mapping[str, Any]:
         return _plain(self.v1.checkout.sessions.retrieve(session_id))

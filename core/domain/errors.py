@@ -35,6 +35,10 @@ class UnknownUser(Exception):
     pass
 
 
+class UnknownPurchase(Exception):
+    """No such purchase for this user (another user's is answered the same: 404)."""
+
+
 class PurchaseRejected(Exception):
     """A paid payment failed validation against the catalog. Never retried."""
 

@@ -50,7 +50,8 @@ def _user_or_none(user_id: object) -> str | None:
     return user_id if is_valid_doc_id(user_id) else None
 
 
-def _finish(deps, event: StripeEvent, outcome: str, fields: dict, alert: Alert | None = None, mirror=None):
+def _finish(deps, event: StripeEvent, outcome: str, fields: dict, alert: Alert | None = None, mirror=None,
+            ref: EventRef | None = None):
     """One transaction: the optional subscription mirror, the alert and the event's record."""
     def work(tx):
         applied = None
@@ -62,13 +63,15 @@ def _finish(deps, event: StripeEvent, outcome: str, fields: dict, alert: Alert |
         if alert is not None:
             tx.put(alert)
         final = outcome if applied is not False else "stale"
-        tx.put(EventRef(event.id, event.type).record(PROCESSED, final, **fields))
+        record = (ref or EventRef(event.id, event.type)).record(PROCESSED, final, **fields)
+        if record is not None:
+            tx.put(record)
         return applied
     return deps.uow.run(work)
 
 
 def _reject(deps, event: StripeEvent, kind: str, object_id: str | None, sub_id: object, user_id: object,
-            reason: str, detail: str) -> Outcome:
+            reason: str, detail: str, ref: EventRef | None = None) -> Outcome:
     context = {"event_id": event.id, "reason": reason}
     if kind == "invoice":
         log.warning("plan invoice rejected: %s", detail, extra=context)
@@ -84,7 +87,7 @@ def _reject(deps, event: StripeEvent, kind: str, object_id: str | None, sub_id: 
                    "claimedUserId": text(user_id)})
     _finish(deps, event, "rejected", {"reason": reason, "subscriptionId": text(sub_id),
                                       "invoiceId": object_id if kind == "invoice" else None,
-                                      "userId": _user_or_none(user_id)}, alert)
+                                      "userId": _user_or_none(user_id)}, alert, ref=ref)
     return Outcome("rejected", None, _user_or_none(user_id), reason=reason)
 
 
@@ -113,7 +116,10 @@ def subscription_changed(deps, event: StripeEvent) -> Outcome:
 
 
 def _invoice_parts(event: StripeEvent):
-    invoice = event.object
+    return _parts_of(event.object)
+
+
+def _parts_of(invoice: Mapping[str, Any]):
     invoice_id = invoice.get("id")
     if not is_valid_doc_id(invoice_id) or not is_valid_doc_id(payment_entry_id(ALLOWANCE, invoice_id)):
         raise MalformedEvent("invoice id is not a valid document id")
@@ -123,9 +129,25 @@ def _invoice_parts(event: StripeEvent):
 
 @handles(INVOICE_PAID)
 def invoice_paid(deps, event: StripeEvent) -> Outcome:
+    return _credit_invoice(deps, event, EventRef(event.id, event.type, "webhook", event.created or None))
+
+
+def fulfil_invoice_by_id(deps, invoice_id: str, source: str) -> Outcome:
+    """Ask Stripe for a paid invoice and credit it as ``invoice.paid`` would (reconciliation's
+    path for an ``invoice.paid`` that never arrived); idempotent like the webhook."""
+    invoice = deps.payments.invoice(invoice_id)
+    if invoice is None or invoice.get("id") != invoice_id:
+        raise MalformedEvent(f"Stripe has no invoice {invoice_id}")
+    if invoice.get("status") != "paid":
+        return Outcome("not_paid", invoice_id, reason=f"invoice status {invoice.get('status')!r}")
+    event = StripeEvent(f"reconcile_{invoice_id}", INVOICE_PAID, 0, False, invoice)
+    return _credit_invoice(deps, event, EventRef(None, "invoice.retrieved", source))
+
+
+def _credit_invoice(deps, event: StripeEvent, ref: EventRef) -> Outcome:
     invoice, invoice_id, sub_id, metadata = _invoice_parts(event)
     if sub_id is None and not metadata:  # tokenbank bills nothing but plans: someone else's invoice
-        _finish(deps, event, "not_a_plan_invoice", {"invoiceId": invoice_id})
+        _finish(deps, event, "not_a_plan_invoice", {"invoiceId": invoice_id}, ref=ref)
         return Outcome("ignored", reason="not_a_plan_invoice")
     user_id, plan_id = metadata.get("userId"), metadata.get("planId")
     problem = user_problem(user_id)
@@ -135,9 +157,8 @@ def invoice_paid(deps, event: StripeEvent) -> Outcome:
     if not problem:
         problem = _invoice_problem(invoice, plan)
     if problem:
-        return _reject(deps, event, "invoice", invoice_id, sub_id, user_id, *problem)
+        return _reject(deps, event, "invoice", invoice_id, sub_id, user_id, *problem, ref=ref)
     pi = invoice_payment_intent(invoice) or deps.payments.payment_intent_of_invoice(invoice_id)
-    ref = EventRef(event.id, event.type, "webhook", event.created or None)
     plan_refs = {"subscriptionId": sub_id, "billingReason": invoice.get("billing_reason"),
                  "periodEnd": invoice_period_end(invoice)}
     result = credit_payment(deps, Payment(

@@ -117,6 +117,14 @@ def web_client(deps, celery_producer):
 
 
 @pytest.fixture
+def stripe_api(settings):
+    """The real SDK pointed at the tests' Stripe sandbox (the one the worker talks to)."""
+    import stripe
+
+    return stripe.StripeClient(settings.stripe_secret_key, base_addresses={"api": settings.stripe_api_base})
+
+
+@pytest.fixture
 def secret(settings):
     return settings.stripe_webhook_secrets[0]
 

@@ -10,6 +10,7 @@ import pytest
 from core.config import DEV_SERVICE_KEY
 from tests.integration.conftest import PROJECT, doc, docs, eventually
 from tests.support import events
+from tests.support.payments import package_payment
 from tests.support.tokens import bearer
 
 SERVICE = {"X-Service-Key": DEV_SERVICE_KEY}
@@ -193,10 +194,12 @@ def test_refund_of_spent_tokens_leaves_debt_blocks_spending_and_alerts(web_clien
     assert spend(web_client, "spender", 10).status_code == 200
 
 
-def test_a_refund_that_overtakes_its_credit_waits_for_it(web_client, deps, worker, secret):
-    session = events.checkout_session("racer", "starter")
+def test_a_refund_that_overtakes_its_credit_waits_for_it(web_client, deps, worker, secret, stripe_api):
+    # The worker asks Stripe whose PaymentIntent this is (the credit has not told us yet).
+    session = events.checkout_session("racer", "starter",
+                                      payment_intent=package_payment(stripe_api, "racer", "starter").id)
     early = deliver(web_client, charge_refunded(session, 499), secret)
-    time.sleep(0.3)  # it retries meanwhile
+    time.sleep(0.3)  # parked meanwhile
     processed(deps, deliver(web_client, events.event(session), secret))
     processed(deps, early, timeout=30)
     assert balance(deps, "racer") == 0

@@ -35,6 +35,7 @@ import stripe
 from core.config import DEV_SERVICE_KEY
 from tests.integration.conftest import PROJECT, doc, docs, eventually
 from tests.support import events
+from tests.support.payments import package_payment, paid_payment_intent, plan_payment
 from tests.support.tokens import bearer
 
 SERVICE = {"X-Service-Key": DEV_SERVICE_KEY}
@@ -44,34 +45,6 @@ RETRY_BUDGET_OUTLIVED = 16.0  # seconds; the test worker dead-letters a retrying
 
 
 # --- Stripe objects -------------------------------------------------------------------------
-
-@pytest.fixture
-def stripe_api(settings):
-    """The real SDK pointed at the tests' Stripe sandbox (the one the worker talks to)."""
-    return stripe.StripeClient(settings.stripe_secret_key, base_addresses={"api": settings.stripe_api_base})
-
-
-def paid_payment_intent(stripe_api, amount: int, metadata: dict | None = None):
-    """A succeeded PaymentIntent (with its charge) in the sandbox."""
-    params = {"amount": amount, "currency": "usd", "payment_method": "pm_card_visa", "confirm": True,
-              "payment_method_types": ["card"]}
-    if metadata:
-        params["metadata"] = metadata
-    pi = stripe_api.v1.payment_intents.create(params=params)
-    assert pi.status == "succeeded" and pi.latest_charge, pi
-    return pi
-
-
-def package_payment(stripe_api, uid: str, package: str):
-    """What Checkout creates for a package: a PaymentIntent carrying payment_intent_data.metadata."""
-    tokens, price = events.PACKAGES[package]
-    return paid_payment_intent(stripe_api, price, {"userId": uid, "packageId": package, "tokens": str(tokens)})
-
-
-def plan_payment(stripe_api):
-    """A plan invoice's PaymentIntent: Stripe puts no metadata on it."""
-    return paid_payment_intent(stripe_api, PLAN_PRICE)
-
 
 def package_completed(uid: str, package: str, pi) -> dict:
     """checkout.session.completed (paid) for a package bought with ``pi``."""

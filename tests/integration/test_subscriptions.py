@@ -76,8 +76,8 @@ def test_subscription_events_apply_in_event_order_not_arrival_order(web_client, 
                               "customer.subscription.created"), t0)
     post(web_client, created, secret)
     assert processed(deps, created)["outcome"] == "mirrored"
-    updated = at(events.event(subscription("sam", sub_id="sub_sam", cancel_at_period_end=True, period_end=t0 + 99),
-                              "customer.subscription.updated"), t0 + 10)
+    current = subscription("sam", sub_id="sub_sam", cancel_at_period_end=True, period_end=t0 + 99)
+    updated = at(events.event(current, "customer.subscription.updated"), t0 + 10)
     post(web_client, updated, secret)
     assert processed(deps, updated)["outcome"] == "mirrored"
     late = at(events.event(subscription("sam", sub_id="sub_sam", status="incomplete"),
@@ -86,7 +86,7 @@ def test_subscription_events_apply_in_event_order_not_arrival_order(web_client, 
     assert processed(deps, late)["outcome"] == "stale"
     assert stored_subscription(deps, "sam") == {"id": "sub_sam", "status": "active", "plan": "monthly",
                                                 "currentPeriodEnd": t0 + 99, "cancelAtPeriodEnd": True,
-                                                "eventCreated": t0 + 10}
+                                                "created": current["created"], "eventCreated": t0 + 10}
     deleted = at(events.event(subscription("sam", sub_id="sub_sam"), "customer.subscription.deleted"), t0 + 20)
     post(web_client, deleted, secret)
     processed(deps, deleted)
@@ -135,8 +135,8 @@ def test_an_invoice_for_the_wrong_amount_is_rejected_with_an_alert(web_client, d
 
 def test_payment_failed_marks_the_subscription_past_due_and_alerts(web_client, deps, worker, secret):
     t0 = int(time.time())
-    created = at(events.event(subscription("paula", sub_id="sub_paula", period_end=t0 + 77),
-                              "customer.subscription.created"), t0)
+    sub = subscription("paula", sub_id="sub_paula", period_end=t0 + 77)
+    created = at(events.event(sub, "customer.subscription.created"), t0)
     post(web_client, created, secret)
     processed(deps, created)
     inv = invoice("paula", sub_id="sub_paula", amount_paid=0)
@@ -145,7 +145,7 @@ def test_payment_failed_marks_the_subscription_past_due_and_alerts(web_client, d
     assert processed(deps, failed)["outcome"] == "past_due"
     assert stored_subscription(deps, "paula") == {"id": "sub_paula", "status": "past_due", "plan": "monthly",
                                                   "currentPeriodEnd": t0 + 77, "cancelAtPeriodEnd": False,
-                                                  "eventCreated": t0 + 30}
+                                                  "created": sub["created"], "eventCreated": t0 + 30}
     alert = doc(deps, "security_alerts", f"subscription_payment_failed_{inv['id']}")
     assert alert["type"] == "subscription_payment_failed" and alert["userId"] == "paula"
     assert alert["details"]["subscriptionId"] == "sub_paula"

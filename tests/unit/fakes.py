@@ -208,6 +208,9 @@ class FakePayments:
     def payment_intent_of_invoice(self, invoice_id: str):
         return next((pi for pi, inv in self.invoices_by_intent.items() if inv.get("id") == invoice_id), None)
 
+    def invoice(self, invoice_id: str):
+        return next((copy.deepcopy(i) for i in self.invoices_by_intent.values() if i.get("id") == invoice_id), None)
+
     def checkout_session(self, session_id: str):
         return copy.deepcopy(self.sessions[session_id])
 

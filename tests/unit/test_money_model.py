@@ -19,10 +19,13 @@ class DictDriver:
         self.store, self.payments = FakeLedgerStore(), FakePayments()
         self.deps = make_deps(self.store, fake_redis(), payments=self.payments)
 
-    def know_payment_intent(self, pi, metadata, invoice):
-        self.payments.intents[pi] = {"id": pi, "object": "payment_intent", "metadata": metadata}
-        if invoice is not None:
-            self.payments.invoices_by_intent[pi] = invoice
+    def new_payment_intent(self, amount, metadata):
+        pi = f"pi_model_{len(self.payments.intents) + 1}"
+        self.payments.intents[pi] = {"id": pi, "object": "payment_intent", "amount": amount, "metadata": metadata}
+        return pi
+
+    def know_invoice(self, pi, invoice):
+        self.payments.invoices_by_intent[pi] = invoice
 
     def deliver(self, event):
         process_stripe_event(self.deps, json.dumps(event))  # any exception fails the example
