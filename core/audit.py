@@ -5,8 +5,9 @@ For every user:
 - each total equals the sum of its entry types (core.domain.ledger);
 - no entry was ever changed after it was written (Firestore's own update time equals its
   create time) and each entry's amount has the sign its type requires;
-- every fulfilled purchase has exactly one ``purchase`` entry, and every purchase entry
-  belongs to a fulfilled purchase of the same user;
+- every fulfilled payment has exactly one credit entry (a package's ``purchase``, a plan
+  invoice's ``subscription_allowance``), and every purchase entry belongs to a fulfilled
+  purchase of the same user;
 - a negative balance exists only with recorded debt (``debt == -tokenBalance``).
 
 ``check_user`` is pure; ``audit`` walks users in bounded batches through the store.
@@ -80,17 +81,21 @@ def check_user(user_id: str, user: Mapping[str, Any] | None, entries: Iterable[M
     if debt != max(0, -balance):
         violation("negative_balance_has_debt", max(0, -balance), debt)
 
-    purchase_entries: dict[str, int] = {}
+    # A package's credit is a ``purchase`` entry keyed by its session; a plan invoice's is a
+    # ``subscription_allowance`` entry keyed by the invoice (allowances credited before plan
+    # invoices had payment records have none, so only that direction is checked for them).
+    credit_entries: dict[str, int] = {}
     for entry in entries:
-        if entry.get("type") == "purchase":
-            sid = entry.get("checkoutSessionId")
-            purchase_entries[sid] = purchase_entries.get(sid, 0) + 1
+        if entry.get("type") in ("purchase", "subscription_allowance"):
+            pid = entry.get("checkoutSessionId") if entry["type"] == "purchase" else entry.get("invoiceId")
+            credit_entries[pid] = credit_entries.get(pid, 0) + 1
     fulfilled = {p["id"] for p in purchases if p.get("status") == "fulfilled"}
-    for sid in sorted(fulfilled):
-        if purchase_entries.get(sid, 0) != 1:
-            violation("fulfilled_purchase_has_one_entry", 1, purchase_entries.get(sid, 0), sid)
-    for sid in sorted(set(purchase_entries) - fulfilled):
-        violation("purchase_entry_has_fulfilled_purchase", "fulfilled", "missing or not fulfilled", str(sid))
+    for pid in sorted(fulfilled):
+        if credit_entries.get(pid, 0) != 1:
+            violation("fulfilled_purchase_has_one_entry", 1, credit_entries.get(pid, 0), pid)
+    purchase_ids = {e.get("checkoutSessionId") for e in entries if e.get("type") == "purchase"}
+    for sid in sorted(map(str, purchase_ids - fulfilled)):
+        violation("purchase_entry_has_fulfilled_purchase", "fulfilled", "missing or not fulfilled", sid)
     return found
 
 

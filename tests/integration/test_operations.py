@@ -12,7 +12,7 @@ from core.reconcile import reconcile
 from tests.integration.conftest import doc, docs, eventually
 from tests.integration.test_ledger_operations import buy
 from tests.integration.test_purchase_pipeline import post
-from tests.integration.test_user_api import checkout, pay
+from tests.integration.test_user_api import auth, checkout, pay
 from tests.support import events
 from admin.cli import main, parser, run
 from broker.event_queue import CeleryEventQueue
@@ -40,6 +40,18 @@ def test_reconciliation_credits_a_missed_webhook_once_and_a_second_run_enqueues_
     second = reconcile(deps, queue)
     assert second.enqueued == [] and second.counts["in_agreement"] >= 1
     assert len(docs(deps, "transactions", userId="missed")) == 1
+
+
+def test_a_paid_plan_checkout_is_not_reported_as_a_missed_purchase(web_client, deps, queue, stripe_sandbox):
+    """Issue 8 §2.5: a plan's tokens come with its invoices; before, each paid plan checkout was a
+    ``missed_fulfilment`` finding (four in an hour fired the "webhooks missed" alert)."""
+    resp = web_client.post("/api/checkout", json={"planId": "monthly"}, headers=auth("planner"))
+    assert resp.status_code == 200, resp.json
+    pay(stripe_sandbox, resp.json["sessionId"])
+    report = reconcile(deps, queue)
+    assert resp.json["sessionId"] not in report.enqueued
+    assert not [f for f in report.findings if f.get("sessionId") == resp.json["sessionId"]]
+    assert report.counts["plan_sessions"] >= 1
 
 
 def test_a_scheduled_slot_runs_once_even_with_two_beats(deps, queue):

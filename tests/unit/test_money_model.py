@@ -7,6 +7,7 @@ import json
 
 from hypothesis import HealthCheck, settings
 
+from core.audit import audit
 from core.domain.errors import AccountFrozen, InsufficientFunds, KeyConflict
 from core.handlers.registry import process_stripe_event
 from core.services import balance
@@ -63,6 +64,10 @@ class DictDriver:
 class DictMoneyMachine(MoneyMachine):
     def make_driver(self):
         return DictDriver()
+
+    def teardown(self):
+        # The daily ledger audit finds nothing to report, whatever happened.
+        assert audit(self.driver.deps).violations == []
 
 
 TestMoneyModel = DictMoneyMachine.TestCase
