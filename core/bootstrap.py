@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import os
 
-from core.auth import firebase_verifier
+from core.adapters.firebase_auth import firebase_verifier
 from core.adapters.catalog_file import load_catalog
 from core.config import Settings, load_settings
 from core.deps import Deps
 from core.logs import configure_logging
-from core.secrets import with_secrets
+from core.adapters.secret_manager import with_secrets
 
 
 def firebase_app(settings: Settings):
@@ -77,7 +77,9 @@ def stripe_client(settings: Settings):
 def bootstrap(settings: Settings | None = None, *, configure_logs: bool = True) -> Deps:
     from core.adapters.firestore_records import FirestoreRecords, bound_call_deadlines, cap_reconnect_backoff
     from core.adapters.firestore_uow import FirestoreUnitOfWork
+    from core.adapters.redis_limits import RedisLimits
     from core.adapters.stripe_payments import StripePayments
+    from core.adapters.stripe_signature import webhook_verifier
 
     settings = settings or load_settings(with_secrets(os.environ))
     if configure_logs:
@@ -86,13 +88,18 @@ def bootstrap(settings: Settings | None = None, *, configure_logs: bool = True) 
     db = firestore_client(settings)
     bound_call_deadlines(db, settings.firestore_call_deadline_seconds)
     stripe = stripe_client(settings)
+    redis = redis_client(settings.redis_url)
+    limits = RedisLimits(redis, settings)
     return Deps(
         settings=settings,
         store=FirestoreRecords(db),
-        redis=redis_client(settings.redis_url),
+        redis=redis,
         catalog=load_catalog(settings.catalog_path),
         stripe=stripe,
         verify_id_token=firebase_verifier(firebase_app(settings)),
         uow=FirestoreUnitOfWork(db),
         payments=StripePayments(stripe),
+        gate=limits,
+        lock=limits,
+        verify_webhook=webhook_verifier(settings.stripe_webhook_secrets, settings.webhook_tolerance_seconds),
     )

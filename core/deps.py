@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 from core.config import Settings
 from core.domain.catalog import Catalog
-from core.ports import Payments, UnitOfWork
+from core.ports import Payments, PurchaseGate, UnitOfWork, UserLock
 from core.store import Records
 
 
@@ -22,3 +22,6 @@ class Deps:
     clock: Callable[[], float] = field(default=time.time)
     uow: UnitOfWork | None = None  # every money change: one transaction
     payments: Payments | None = None  # what the worker asks Stripe
+    gate: PurchaseGate | None = None  # purchase limits and velocity windows (Redis)
+    lock: UserLock | None = None  # one user's money changes queue here (Redis)
+    verify_webhook: Callable[[str, str | None], None] | None = None  # Stripe-Signature check (raises WebhookRefused)

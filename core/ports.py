@@ -46,6 +46,35 @@ class EventQueue(Protocol):
     def request_invoice_fulfilment(self, invoice_id: str, source: str) -> None: ...
 
 
+class GateDecision(Protocol):
+    allowed: bool
+    retry_after_seconds: int
+    last_hour: int
+    last_day: int
+
+
+class Velocity(Protocol):
+    last_hour: int
+    last_day: int
+    newly_recorded: bool
+
+    def over(self, per_hour: int, per_day: int) -> bool: ...
+
+
+class PurchaseGate(Protocol):
+    """Paid purchases and open checkouts per user in sliding 1 h and 24 h windows."""
+
+    def reserve(self, user_id: str, member: str, now_ms: int, expires_at_ms: int) -> GateDecision:
+        """Count the user's purchases and open checkouts; if under the limits, hold a place."""
+
+    def confirm(self, user_id: str, placeholder: str, session_id: str, expires_at_ms: int) -> None: ...
+
+    def release(self, user_id: str, member: str) -> None: ...
+
+    def record_purchase(self, user_id: str, session_id: str, now_ms: int) -> Velocity:
+        """A paid purchase enters the windows (once per session) and leaves the open checkouts."""
+
+
 class UserLock(Protocol):
     def __call__(self, user_id: str) -> AbstractContextManager[None]:
         """Serialise one user's money changes (the transaction alone keeps them correct)."""

@@ -9,9 +9,9 @@ from redis.exceptions import RedisError
 
 from flask import Blueprint, current_app, g, jsonify, request
 
-from core import accounts
+from core.services import accounts
 from core.errors import EnqueueFailed
-from core.checkout_service import (
+from core.services.checkout import (
     InvalidRequest, PaymentProviderError, RateLimited, start_checkout, start_plan_checkout,
 )
 from core.services.balance import grant, spend

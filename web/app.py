@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import Flask, jsonify, request
 
-from core import webhook_ingress
+from core.services import ingress as webhook_ingress
 from core.bootstrap import bootstrap
 from core.deps import Deps
 from web import api, pages, webhooks

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, redirect, render_template, request
 
-from core.accounts import valid_session_id
+from core.services.accounts import valid_session_id
 bp = Blueprint("pages", __name__)
 
 

@@ -7,7 +7,7 @@ from urllib.parse import urlparse
 
 from flask import current_app, g, jsonify, request
 
-from core.auth import Unauthorized, user_from_authorization
+from core.adapters.firebase_auth import Unauthorized, user_from_authorization
 
 
 def auth_origin(settings) -> str:

@@ -5,7 +5,8 @@ import hmac
 
 from flask import Blueprint, current_app, jsonify, request
 
-from core import metrics, webhook_ingress
+from core import metrics
+from core.services import ingress as webhook_ingress
 from core.errors import EnqueueFailed, WebhookRefused
 
 bp = Blueprint("webhooks", __name__)

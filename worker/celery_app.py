@@ -18,7 +18,7 @@ from celery import Celery
 from broker.producer import APP_NAME, shared_config
 from broker.task_names import JOB_AUDIT, JOB_RECONCILE
 from core.config import Settings, load_settings
-from core.secrets import with_secrets
+from core.adapters.secret_manager import with_secrets
 
 
 def create_celery(settings: Settings) -> Celery:

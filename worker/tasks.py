@@ -5,7 +5,7 @@ Arguments are JSON primitives (ids and the verified event body as a string).
 from __future__ import annotations
 
 from broker import task_names
-from core.dead_letters import dead_letter_event
+from core.services.dead_letters import dead_letter_event
 from core.handlers.checkout import fulfil_session_by_id
 from core.handlers.plans import fulfil_invoice_by_id
 from core.handlers.registry import process_stripe_event
@@ -55,7 +55,7 @@ def fulfil_invoice_task(self, invoice_id: str, source: str) -> dict:
 
 @app.task(name=task_names.JOB_RECONCILE, bind=True, base=MoneyTask, soft_time_limit=600, time_limit=900)
 def reconcile_job(self) -> dict:
-    from core.jobs import scheduled_reconcile
+    from core.services.jobs import scheduled_reconcile
     from broker.event_queue import CeleryEventQueue
 
     return self.run_guarded(lambda: scheduled_reconcile(deps(), CeleryEventQueue(self.app)),
@@ -64,6 +64,6 @@ def reconcile_job(self) -> dict:
 
 @app.task(name=task_names.JOB_AUDIT, bind=True, base=MoneyTask, soft_time_limit=1500, time_limit=1800)
 def audit_job(self) -> dict:
-    from core.jobs import scheduled_audit
+    from core.services.jobs import scheduled_audit
 
     return self.run_guarded(lambda: scheduled_audit(deps()), lambda exc, attempts: None, {"job": "audit"})

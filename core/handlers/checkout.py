@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from core import alerts, metrics, purchase_gate
+from core import alerts, metrics
 from core.domain.checkout import CheckoutSession, claimed_user_id, validate_paid_session
 from core.domain.errors import MalformedEvent, PurchaseRejected
 from core.domain.ledger import PURCHASE
@@ -22,7 +22,6 @@ from core.handlers.payments import change_status, credit_payment
 from core.handlers.plans import is_plan_session, plan_checkout_session
 from core.handlers.registry import handles
 from core.outcome import Outcome
-from core.velocity import record_purchase
 
 log = logging.getLogger("tokenbank.fulfilment")
 _STATUS_BY_EVENT = {CHECKOUT_COMPLETED: PENDING, CHECKOUT_ASYNC_SUCCEEDED: PENDING,
@@ -46,7 +45,7 @@ def _change_status(deps, session: CheckoutSession, ref: EventRef, status: str) -
         raise MalformedEvent("checkout session id is not a valid document id")
     user_id = claimed_user_id(session)
     if status == EXPIRED and user_id:
-        purchase_gate.release(deps.redis, user_id, session.id)  # an expired checkout frees its place
+        deps.gate.release(user_id, session.id)  # an expired checkout frees its place
     package = deps.catalog.get(session.metadata.get("packageId"))
     reason = f"payment_status {session.payment_status}" if status == PENDING else None
     applied = change_status(deps, Payment(session.id, PACKAGE, user_id, item_id=package.id if package else None,
@@ -71,7 +70,7 @@ def fulfil_checkout_session(deps, session: CheckoutSession, ref: EventRef) -> Ou
     ), PURCHASE, ref, {"amountPaid": purchase.amount_paid, "currency": purchase.currency})
     # Recorded on every delivery, not only the crediting one: a worker that died between the
     # commit and this line leaves it to the redelivery. The set keeps one member per session.
-    velocity = record_purchase(deps.redis, purchase.user_id, purchase.session_id, int(deps.clock() * 1000))
+    velocity = deps.gate.record_purchase(purchase.user_id, purchase.session_id, int(deps.clock() * 1000))
     if velocity.newly_recorded and velocity.over(settings.purchases_per_hour, settings.purchases_per_day):
         metrics.VELOCITY_ALERTS.inc()
         deps.store.add_alert(alerts.velocity_exceeded(purchase.session_id, purchase.user_id, velocity.last_hour,

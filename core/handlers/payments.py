@@ -15,7 +15,6 @@ from core.domain.ledger import REVERSAL_TYPES
 from core.domain.payment import Payment, PaymentLink, credit
 from core.domain.records import PROCESSED, Alert, EventRef
 from core.handlers.debt import debt_alert, log_debt
-from core.user_lock import user_lock
 
 log = logging.getLogger("tokenbank.payments")
 
@@ -30,10 +29,9 @@ class Credited:
 
 
 def locked(deps, user_id: str):
-    """Queue one user's money changes on a short Redis lock (the transaction alone keeps them
+    """Queue one user's money changes on a short lock (the transaction alone keeps them
     correct if the lock is lost; the lock only spares Firestore the contention)."""
-    s = deps.settings
-    return user_lock(deps.redis, user_id, s.user_lock_ttl_ms, s.user_lock_wait_seconds)
+    return deps.lock(user_id)
 
 
 def credit_payment(deps, payment: Payment, entry_type: str, ref: EventRef, record: dict | None = None,

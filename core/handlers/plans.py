@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 from typing import Any, Mapping
 
-from core import purchase_gate
 from core.domain.account import Account
 from core.domain.checkout import CheckoutSession, resolve_user_id
 from core.domain.errors import MalformedEvent, PurchaseRejected
@@ -35,7 +34,6 @@ from core.domain.subscription import CANCELED, PAST_DUE
 from core.handlers.payments import credit_payment
 from core.handlers.registry import handles
 from core.outcome import Outcome
-from core.velocity import record_purchase
 
 log = logging.getLogger("tokenbank.subscriptions")
 CREDITED_BILLING_REASONS = ("subscription_create", "subscription_cycle")
@@ -241,10 +239,10 @@ def plan_checkout_session(deps, event: StripeEvent) -> Outcome:
                        rejection.reason, rejection.detail)
     paid = event.type in (CHECKOUT_COMPLETED, CHECKOUT_ASYNC_SUCCEEDED) and session.get("payment_status") == "paid"
     if paid:
-        record_purchase(deps.redis, user_id, session_id, int(deps.clock() * 1000))
+        deps.gate.record_purchase(user_id, session_id, int(deps.clock() * 1000))
         outcome = "plan_checkout_paid"
     elif event.type == CHECKOUT_EXPIRED:
-        purchase_gate.release(deps.redis, user_id, session_id)
+        deps.gate.release(user_id, session_id)
         outcome = "plan_checkout_expired"
     else:
         outcome = "plan_checkout_" + event.type.rsplit(".", 1)[-1]

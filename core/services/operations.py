@@ -12,12 +12,13 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from core import accounts, redis_keys
-from core.audit import audit as audit_ledger
+from core import redis_keys
+from core.services import accounts
+from core.services.audit import audit as audit_ledger
 from core.domain.errors import InsufficientFunds, InvalidRequest, KeyConflict, UnknownUser
 from core.domain.ids import is_valid_doc_id
-from core.jobs import audit_alerts
-from core.reconcile import reconcile as reconcile_with_stripe
+from core.services.jobs import audit_alerts
+from core.services.reconcile import reconcile as reconcile_with_stripe
 from core.services import balance
 
 REFUSED = (UnknownUser, KeyConflict, InsufficientFunds)

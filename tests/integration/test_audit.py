@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from core.audit import audit
+from core.services.audit import audit
 from tests.integration.test_ledger_operations import buy, charge_refunded, deliver, grant, processed, spend
 
 

@@ -8,7 +8,7 @@ autouse `_clean` is overridden below). What it pins down:
 - tokens for another project, garbage, structurally broken and claim-edited tokens are refused;
 - in emulator mode firebase-admin checks neither signature nor expiry (the emulator's tokens are
   unsigned, alg "none"): a re-encoded token with another `sub`, or an expired one, is accepted by
-  `verify_id_token` alone. The project's verifier (core.auth.firebase_verifier) adds the time checks,
+  `verify_id_token` alone. The project's verifier (core.adapters.firebase_auth.firebase_verifier) adds the time checks,
   and `check_revoked=True` looks the uid up in the emulator.
 """
 from __future__ import annotations
@@ -182,10 +182,10 @@ def test_emulator_mode_does_not_check_signatures_but_check_revoked_refuses_unkno
 
 
 def test_an_expired_token_passes_firebase_admin_but_not_the_project_verifier(app, user):
-    """firebase-admin skips exp/iat in emulator mode; core.auth checks them itself."""
+    """firebase-admin skips exp/iat in emulator mode; core.adapters.firebase_auth checks them itself."""
     from firebase_admin import auth
 
-    from core.auth import Unauthorized, firebase_verifier
+    from core.adapters.firebase_auth import Unauthorized, firebase_verifier
 
     now = int(time.time())
     expired = _reencode(user["token"], iat=now - 7200, auth_time=now - 7200, exp=now - 3600)

@@ -5,7 +5,7 @@ the same or a new event id), spends (with reused idempotency keys), grants, cumu
 (in and out of order) and disputes (opened, won, lost, redelivered) through the web tier,
 Redis, the Celery worker and the Firestore emulator. A model predicts every balance the way
 core/reversals.py and core/balance_ops.py define it; after each step, for every user of the
-example, the ledger audit (core.audit.check_user) finds nothing, the balance and the frozen
+example, the ledger audit (core.services.audit.check_user) finds nothing, the balance and the frozen
 state equal the model's, and every purchase is fulfilled with exactly one purchase entry.
 
 Each example uses users of its own (``_clean`` runs once per test function, not per example).
@@ -23,7 +23,7 @@ import redis as redis_lib
 from hypothesis import HealthCheck, settings as hsettings, strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
-from core.audit import check_user
+from core.services.audit import check_user
 from tests.integration.conftest import eventually
 from tests.integration.test_ledger_operations import charge_refunded, deliver, dispute_event, grant, processed, spend
 from tests.support import events

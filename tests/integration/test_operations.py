@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from core.jobs import scheduled_audit, scheduled_reconcile
-from core.reconcile import reconcile
+from core.services.jobs import scheduled_audit, scheduled_reconcile
+from core.services.reconcile import reconcile
 from tests.integration.conftest import doc, docs, eventually
 from tests.integration.test_ledger_operations import buy
 from tests.integration.test_purchase_pipeline import post
@@ -145,7 +145,7 @@ def test_refused_operations_exit_non_zero(deps, queue, capsys, operator_shell):
 
 
 def test_dead_letters_spooled_to_redis_are_listed_and_replayed(web_client, deps, worker, queue, secret):
-    from core.dead_letters import dead_letter_event
+    from core.services.dead_letters import dead_letter_event
     from dataclasses import replace
 
     class DownStore:

@@ -21,6 +21,8 @@ from core.adapters.catalog_file import load_catalog
 from core.config import load_settings
 from core.deps import Deps
 from core.adapters.documents import NOW, DocumentTx
+from core.adapters.redis_limits import RedisLimits
+from core.adapters.stripe_signature import webhook_verifier
 from core.domain.records import Alert
 
 FIXED_NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -248,8 +250,11 @@ def make_deps(store: FakeLedgerStore | None = None, redis=None, clock: Callable[
     settings = load_settings({"TOKENBANK_ENV": "test",
                               "STRIPE_WEBHOOK_SECRET": f"{OLD_WEBHOOK_SECRET},{WEBHOOK_SECRET}", **env})
     store = store if store is not None else FakeLedgerStore()
-    return Deps(settings=settings, store=store, redis=redis if redis is not None else fake_redis(),
-                catalog=load_catalog(), clock=clock or (lambda: FIXED_NOW), uow=store.uow, payments=payments or FakePayments())
+    redis = redis if redis is not None else fake_redis()
+    limits = RedisLimits(redis, settings)  # the real Redis adapter, on fakeredis
+    return Deps(settings=settings, store=store, redis=redis,
+                catalog=load_catalog(), clock=clock or (lambda: FIXED_NOW), uow=store.uow, payments=payments or FakePayments(), gate=limits, lock=limits,
+                verify_webhook=webhook_verifier(settings.stripe_webhook_secrets, settings.webhook_tolerance_seconds))
 
 
 # -- Stripe-shaped data ---------------------------------------------------------------

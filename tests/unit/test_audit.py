@@ -1,7 +1,7 @@
 """The ledger audit's checks on plain data."""
 from __future__ import annotations
 
-from core.audit import check_user
+from core.services.audit import check_user
 
 
 def entry(i, kind, amount, **kw):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.auth import Unauthorized, check_token_times, user_from_authorization
+from core.adapters.firebase_auth import Unauthorized, check_token_times, user_from_authorization
 
 
 def verify(token: str) -> str:

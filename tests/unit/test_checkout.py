@@ -1,5 +1,5 @@
 """What a paid session must meet (core/domain/checkout.py), and the session tokenbank asks
-Stripe for (core/checkout_service.py): catalog-priced, Adaptive Pricing off in both modes,
+Stripe for (core/services/checkout.py): catalog-priced, Adaptive Pricing off in both modes,
 one attempt per Idempotency-Key - against a Stripe-like fake and the in-process sandbox."""
 import copy
 import time
@@ -10,7 +10,7 @@ import stripe
 
 from core import redis_keys
 from core.adapters.catalog_file import load_catalog
-from core.checkout_service import (
+from core.services.checkout import (
     ATTEMPT_TTL_SECONDS, PaymentProviderError, RateLimited, start_checkout, start_plan_checkout,
 )
 from core.domain.checkout import CheckoutSession, validate_paid_session
@@ -113,7 +113,7 @@ def test_price_of_one_package_cannot_buy_another():
     assert rejection(package="premium", amount_total=499) == "amount_mismatch"
 
 
-# -- the session tokenbank asks Stripe for (core/checkout_service.py) --------------------
+# -- the session tokenbank asks Stripe for (core/services/checkout.py) --------------------
 
 
 class Clock:

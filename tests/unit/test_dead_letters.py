@@ -5,7 +5,7 @@ from google.api_core.exceptions import ServiceUnavailable
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from core import redis_keys
-from core.dead_letters import dead_letter_event
+from core.services.dead_letters import dead_letter_event
 
 PAYLOAD = '{"id": "evt_1", "type": "checkout.session.completed", "data": {"object": {}}}'
 

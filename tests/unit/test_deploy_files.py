@@ -5,8 +5,8 @@ and the Makefile's install step, parsed and checked against the source (no docke
 - every command's module or file exists (web.app:create_app, worker.celery_app,
   web/gunicorn.conf.py, python -m sandbox);
 - every environment variable the files set is one the code reads (core/config.py,
-  core/secrets.py, the gunicorn config, devstack, the sandbox), and every secret deployed
-  is one core/secrets.py knows;
+  core/adapters/secret_manager.py, the gunicorn config, devstack, the sandbox), and every secret deployed
+  is one core/adapters/secret_manager.py knows;
 - every image built is pushed and deployed; ports agree across Dockerfile, compose and
   Cloud Build; the web service has no instance cap; beat runs exactly once;
 - the images run as a non-root user and install only the lock, which pins every dependency;
@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # run as a script
     sys.path.insert(0, str(ROOT))
 
-from core import secrets as core_secrets  # noqa: E402
+from core.adapters import secret_manager as core_secrets  # noqa: E402
 
 DOCKERFILES = {"web": ROOT / "Dockerfile.web", "worker": ROOT / "Dockerfile.worker"}
 CLOUDBUILDS = {"cloudbuild.yaml": "_PROD", "cloudbuild-dev.yaml": "_TEST"}
@@ -718,7 +718,7 @@ def test_cloudbuild_deploys_set_known_variables_and_known_secrets(name, known):
         for variable, ref in deployed.items():
             secret_id, _, version = ref.partition(":")
             assert version == "latest"
-            # The names core/secrets.py reads itself with SECRET_NAME_SUFFIX=<suffix>.
+            # The names core/adapters/secret_manager.py reads itself with SECRET_NAME_SUFFIX=<suffix>.
             assert secret_id == variable + suffix, f"{deploy['id']}: {variable} from {secret_id}"
             assert not set(env) & set(deployed), "a secret also set as a plain variable"
 

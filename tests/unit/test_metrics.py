@@ -4,13 +4,13 @@ from __future__ import annotations
 import pytest
 from prometheus_client import REGISTRY
 
-from core import webhook_ingress
-from core.checkout_service import RateLimited
+from core.services import ingress as webhook_ingress
+from core.services.checkout import RateLimited
 from core.errors import WebhookRefused
 from core.handlers.registry import process_stripe_event
 from tests.unit.fakes import FakeQueue, checkout_session, event_json, make_deps, sign
 from tests.unit.test_purchase_gate import checkout_deps
-from core.checkout_service import start_checkout
+from core.services.checkout import start_checkout
 
 
 def value(name, **labels):

@@ -7,7 +7,7 @@ import json
 
 from hypothesis import HealthCheck, settings
 
-from core.audit import audit
+from core.services.audit import audit
 from core.domain.errors import AccountFrozen, InsufficientFunds, KeyConflict
 from core.handlers.registry import process_stripe_event
 from core.services import balance

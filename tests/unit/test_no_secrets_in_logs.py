@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from core import webhook_ingress
+from core.services import ingress as webhook_ingress
 from core.errors import EnqueueFailed, WebhookRefused
 from core.handlers.registry import process_stripe_event
 from core.logs import JsonFormatter

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from core import purchase_gate, redis_keys
-from core.checkout_service import InvalidRequest, PaymentProviderError, RateLimited, start_checkout
-from core.velocity import HOUR_MS, record_purchase
+from core import redis_keys
+from core.adapters import purchase_gate
+from core.services.checkout import InvalidRequest, PaymentProviderError, RateLimited, start_checkout
+from core.adapters.velocity import HOUR_MS, record_purchase
 from tests.unit.fakes import FIXED_NOW, fake_redis, make_deps
 
 T0 = int(FIXED_NOW * 1000)

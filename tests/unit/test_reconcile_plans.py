@@ -8,7 +8,7 @@ import json
 
 from core.handlers.plans import fulfil_invoice_by_id
 from core.handlers.registry import process_stripe_event
-from core.reconcile import reconcile
+from core.services.reconcile import reconcile
 from tests.unit.fakes import FakeLedgerStore, FakePayments, checkout_session, event_json, fake_redis, make_deps
 
 NOW = 1_767_225_600
@@ -126,7 +126,7 @@ def test_disputes_of_others_charges_are_not_findings_and_prevented_counts_as_clo
 
 
 def test_the_audit_finds_a_credited_plan_invoice_in_order():
-    from core.audit import audit
+    from core.services.audit import audit
 
     payments = FakePayments()
     payments.invoices_by_intent["pi_plan"] = plan_invoice()

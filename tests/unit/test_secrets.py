@@ -1,4 +1,4 @@
-"""core.secrets against a fake Secret Manager client, faked at the client's API boundary:
+"""core.adapters.secret_manager against a fake Secret Manager client, faked at the client's API boundary:
 ``access_secret_version(request={"name": ...})`` answering an object with ``.payload.data``
 bytes, or raising google.api_core's NotFound / PermissionDenied as the real client does."""
 from __future__ import annotations
@@ -10,10 +10,10 @@ from types import SimpleNamespace
 import pytest
 from google.api_core import exceptions as gexc
 
-from core import secrets
+from core.adapters import secret_manager as secrets
 from core.config import ConfigError, load_settings
 from core.logs import JsonFormatter
-from core.secrets import SECRET_NAMES, clear_cache, with_secrets
+from core.adapters.secret_manager import SECRET_NAMES, clear_cache, with_secrets
 
 PROJECT = "tokenbank-prod"
 VALUES = {

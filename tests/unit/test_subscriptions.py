@@ -1,5 +1,5 @@
 """Token plans: the catalog's plans, subscription mirroring, one allowance per paid invoice,
-failed payments, and the plan's checkout (core/subscriptions.py, core/checkout_service.py)."""
+failed payments, and the plan's checkout (core/subscriptions.py, core/services/checkout.py)."""
 from __future__ import annotations
 
 import json
@@ -10,7 +10,7 @@ import pytest
 from core import redis_keys
 from core.adapters.catalog_file import load_catalog
 from core.domain.catalog import Plan
-from core.checkout_service import InvalidRequest, RateLimited, start_checkout, start_plan_checkout
+from core.services.checkout import InvalidRequest, RateLimited, start_checkout, start_plan_checkout
 from core.domain.errors import MalformedEvent
 from core.handlers.registry import process_stripe_event
 from core.handlers.registry import handled_types

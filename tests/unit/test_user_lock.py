@@ -2,7 +2,7 @@ import pytest
 
 from core import redis_keys
 from core.errors import TransientError
-from core.user_lock import user_lock
+from core.adapters.user_lock import user_lock
 
 
 class FakeTime:

@@ -1,5 +1,5 @@
 from core import redis_keys
-from core.velocity import DAY_MS, HOUR_MS, Velocity, record_purchase
+from core.adapters.velocity import DAY_MS, HOUR_MS, Velocity, record_purchase
 
 T0 = 1_767_225_600_000
 

@@ -4,7 +4,7 @@ import time
 import pytest
 
 from core.errors import EnqueueFailed, WebhookRefused
-from core.webhook_ingress import Received, receive, signature_alert
+from core.services.ingress import Received, receive, signature_alert
 from tests.unit.fakes import (
     OLD_WEBHOOK_SECRET, WEBHOOK_SECRET, BrokenQueue, FakeQueue, checkout_session, event, make_deps, sign,
 )

@@ -9,8 +9,8 @@ import logging
 import time
 
 from core import metrics, redis_keys
-from core.audit import audit
-from core.reconcile import reconcile
+from core.services.audit import audit
+from core.services.reconcile import reconcile
 from core.domain.records import Alert
 
 log = logging.getLogger("tokenbank.jobs")

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Callable, Protocol
-
-import stripe
+from typing import Callable
 
 from core import alerts, metrics
 from core.deps import Deps
+from core.ports import EventQueue
 from core.errors import EnqueueFailed, WebhookRefused
 from core.domain.errors import MalformedEvent
 from core.domain.stripe_events import parse_event
@@ -23,34 +22,11 @@ from core.handlers.registry import is_handled
 log = logging.getLogger("tokenbank.webhook")
 
 
-class EventQueue(Protocol):
-    def enqueue_event(self, event_id: str, event_type: str, payload: str) -> None: ...
-
-    def enqueue_ignored(self, event_id: str, event_type: str) -> None: ...
-
-
 @dataclass(frozen=True)
 class Received:
     event_id: str
     event_type: str
     handled: bool
-
-
-def verify_signature(payload: str, header: str | None, secrets: tuple[str, ...], tolerance: int) -> None:
-    """Accept the header if any configured secret (rotation) yields a matching, fresh v1."""
-    if not header:
-        raise WebhookRefused(400, "missing Stripe-Signature header")
-    last: stripe.SignatureVerificationError | None = None
-    for secret in secrets:
-        try:
-            stripe.WebhookSignature.verify_header(payload, header, secret, tolerance)
-            return
-        except stripe.SignatureVerificationError as exc:
-            last = exc
-            if "tolerance" in str(exc):
-                raise WebhookRefused(400, "timestamp outside the tolerance zone") from None
-    reason = "malformed Stripe-Signature header" if last and "Unable to extract" in str(last) else "signature mismatch"
-    raise WebhookRefused(400, reason)
 
 
 def receive(deps: Deps, queue: EventQueue, body: bytes, header: str | None,
@@ -74,7 +50,7 @@ def _receive(deps: Deps, queue: EventQueue, body: bytes, header: str | None) -> 
         payload = body.decode("utf-8")
     except UnicodeDecodeError:
         raise WebhookRefused(400, "body is not UTF-8") from None
-    verify_signature(payload, header, settings.stripe_webhook_secrets, settings.webhook_tolerance_seconds)
+    deps.verify_webhook(payload, header)
     try:
         event = parse_event(payload)
     except MalformedEvent as exc:

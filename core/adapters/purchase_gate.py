@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass
 
 from core import redis_keys
-from core.velocity import DAY_MS, HOUR_MS
+from core.adapters.velocity import DAY_MS, HOUR_MS
 
 _RESERVE = """
 local paid, held = KEYS[1], KEYS[2]

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any, Mapping
 
 from core import redis_keys
-from core.checkout_service import InvalidRequest, RateLimited
+from core.services.checkout import InvalidRequest, RateLimited
 from core.deps import Deps
 from core.domain.errors import UnknownPurchase
 from core.errors import EnqueueFailed

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Callable
 
 from core.domain.errors import InvalidRequest  # noqa: F401  (re-exported for the API)
-from core import metrics, purchase_gate, redis_keys
+from core import metrics, redis_keys
 from core.deps import Deps
 from core.domain.errors import KeyConflict
 from core.domain.ids import is_valid_doc_id
@@ -198,8 +198,7 @@ def _gated_session(deps: Deps, user_id: str, client_key: object, params: Callabl
         return CheckoutStarted(attempt.session["id"], attempt.session["url"], attempt.session["expiresAt"])
     expires_at = attempt.expires_at
     placeholder = f"pending:{client_key}"  # one place per key, whatever happens to its retries
-    decision = purchase_gate.reserve(deps.redis, user_id, placeholder, int(now * 1000), expires_at * 1000,
-                                     settings.purchases_per_hour, settings.purchases_per_day)
+    decision = deps.gate.reserve(user_id, placeholder, int(now * 1000), expires_at * 1000)
     if not decision.allowed:
         metrics.RATE_LIMITED.inc()
         log.warning("purchase gate refused checkout", extra={"user_id": user_id, "last_hour": decision.last_hour,
@@ -213,7 +212,7 @@ def _gated_session(deps: Deps, user_id: str, client_key: object, params: Callabl
         session = deps.stripe.v1.checkout.sessions.create(
             params=params(expires_at), options={"idempotency_key": attempt.stripe_key})
     except Exception as exc:
-        purchase_gate.release(deps.redis, user_id, placeholder)
+        deps.gate.release(user_id, placeholder)
         log.error("stripe refused checkout session: %s", exc, extra={"user_id": user_id})
         raise PaymentProviderError(str(exc)) from exc
     started = CheckoutStarted(session["id"], session["url"], int(session["expires_at"] or expires_at))
@@ -225,6 +224,6 @@ def _gated_session(deps: Deps, user_id: str, client_key: object, params: Callabl
     _compare_and_set(deps.redis, redis_keys.checkout_attempt(user_id, client_key), stored,
                      replace(attempt, session={"id": started.session_id, "url": started.url,
                                                "expiresAt": started.expires_at}))
-    purchase_gate.confirm(deps.redis, user_id, placeholder, started.session_id, started.expires_at * 1000)
+    deps.gate.confirm(user_id, placeholder, started.session_id, started.expires_at * 1000)
     log.info("checkout session created", extra={"user_id": user_id, "session_id": session["id"], **log_extra})
     return started
