@@ -1,6 +1,6 @@
 """Stripe events, Celery staging and Firestore checks for the benchmark.
 
-Events are Stripe's example objects (tests/support/events.py) with bench ids, built from one
+Events are Stripe's example objects (devstack/stripe_events.py) with bench ids, built from one
 JSON template per package and signed with the SDK's generate_signature_header.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from broker import task_names
 from core.store import FULFILLED
-from tests.support import events
+from devstack import stripe_events as events
 
 STAGING = "bench.staging"
 UNACKED = "unacked"  # kombu's Redis transport: delivered, not yet acknowledged

@@ -79,7 +79,7 @@ def bootstrap(settings: Settings | None = None, *, configure_logs: bool = True) 
     from core.adapters.firestore_uow import FirestoreUnitOfWork
     from core.adapters.redis_limits import RedisLimits
     from core.adapters.stripe_payments import StripePayments
-    from core.adapters.stripe_signature import webhook_verifier
+    from core.adapters.stripe_signature import verify_signature
 
     settings = settings or load_settings(with_secrets(os.environ))
     if configure_logs:
@@ -101,5 +101,5 @@ def bootstrap(settings: Settings | None = None, *, configure_logs: bool = True) 
         payments=StripePayments(stripe),
         gate=limits,
         lock=limits,
-        verify_webhook=webhook_verifier(settings.stripe_webhook_secrets, settings.webhook_tolerance_seconds),
+        verify_webhook=verify_signature,
     )

@@ -6,8 +6,6 @@ within ``tolerance`` seconds; ``verify_header`` costs about 2x a bare HMAC, far 
 """
 from __future__ import annotations
 
-from functools import partial
-
 import stripe
 
 from core.errors import WebhookRefused
@@ -28,8 +26,3 @@ def verify_signature(payload: str, header: str | None, secrets: tuple[str, ...],
                 raise WebhookRefused(400, "timestamp outside the tolerance zone") from None
     reason = "malformed Stripe-Signature header" if last and "Unable to extract" in str(last) else "signature mismatch"
     raise WebhookRefused(400, reason)
-
-
-def webhook_verifier(secrets: tuple[str, ...], tolerance: int):
-    """The verifier the composition root injects: ``verify(payload, header)``."""
-    return partial(verify_signature, secrets=secrets, tolerance=tolerance)

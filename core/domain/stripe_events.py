@@ -19,7 +19,7 @@ CHECKOUT_EXPIRED = "checkout.session.expired"
 CHARGE_REFUNDED = "charge.refunded"
 DISPUTE_CREATED = "charge.dispute.created"
 DISPUTE_CLOSED = "charge.dispute.closed"
-# Token plans (core/subscriptions.py)
+# Token plans (core/handlers/plans.py)
 SUBSCRIPTION_CREATED = "customer.subscription.created"
 SUBSCRIPTION_UPDATED = "customer.subscription.updated"
 SUBSCRIPTION_DELETED = "customer.subscription.deleted"

@@ -99,7 +99,7 @@ def start_plan_checkout(deps: Deps, user_id: str, plan_id: object, client_key: o
     """A token plan: a ``mode=subscription`` session with a recurring price from the catalog.
 
     The subscription carries ``metadata.userId``/``planId``; each paid invoice then credits
-    the plan's allowance (core/subscriptions.py). Same gate, URLs and idempotency as a package.
+    the plan's allowance (core/handlers/plans.py). Same gate, URLs and idempotency as a package.
     """
     plan = deps.catalog.plan(plan_id)
     if plan is None:

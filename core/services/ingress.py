@@ -50,7 +50,7 @@ def _receive(deps: Deps, queue: EventQueue, body: bytes, header: str | None) -> 
         payload = body.decode("utf-8")
     except UnicodeDecodeError:
         raise WebhookRefused(400, "body is not UTF-8") from None
-    deps.verify_webhook(payload, header)
+    deps.verify_webhook(payload, header, settings.stripe_webhook_secrets, settings.webhook_tolerance_seconds)
     try:
         event = parse_event(payload)
     except MalformedEvent as exc:

@@ -7,7 +7,7 @@ import requests
 
 from devstack import processes
 from devstack.processes import wait_until
-from tests.support import events
+from devstack import stripe_events as events
 
 
 def sample(text: str, line_start: str) -> float:

@@ -7,7 +7,7 @@ import requests
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from devstack.processes import wait_until
-from tests.support import events
+from devstack import stripe_events as events
 
 
 def balance(system, uid):

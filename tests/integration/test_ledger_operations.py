@@ -9,7 +9,7 @@ import pytest
 
 from core.config import DEV_SERVICE_KEY
 from tests.integration.conftest import PROJECT, doc, docs, eventually
-from tests.support import events
+from devstack import stripe_events as events
 from tests.support.payments import package_payment
 from tests.support.tokens import bearer
 

@@ -4,7 +4,7 @@ A hypothesis state machine drives purchases, duplicate deliveries (alone or conc
 the same or a new event id), spends (with reused idempotency keys), grants, cumulative refunds
 (in and out of order) and disputes (opened, won, lost, redelivered) through the web tier,
 Redis, the Celery worker and the Firestore emulator. A model predicts every balance the way
-core/reversals.py and core/balance_ops.py define it; after each step, for every user of the
+core/handlers/refunds.py, core/handlers/debt.py and core/services/balance.py define it; after each step, for every user of the
 example, the ledger audit (core.services.audit.check_user) finds nothing, the balance and the frozen
 state equal the model's, and every purchase is fulfilled with exactly one purchase entry.
 
@@ -26,7 +26,7 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invar
 from core.services.audit import check_user
 from tests.integration.conftest import eventually
 from tests.integration.test_ledger_operations import charge_refunded, deliver, dispute_event, grant, processed, spend
-from tests.support import events
+from devstack import stripe_events as events
 
 USERS = 3
 PACKAGES = sorted(events.PACKAGES)
@@ -194,7 +194,7 @@ class LedgerMachine(RuleBasedStateMachine):
         if in_order:
             cents = max(cents, p.refunded_cents)
         self._send([charge_refunded(p.session, cents)])
-        # The model of core/reversals.py + FirestoreLedgerStore.reverse_purchase: the entry is keyed on the
+        # The model of core/handlers/refunds.py, core/handlers/debt.py + FirestoreLedgerStore.reverse_purchase: the entry is keyed on the
         # event's cumulative amount; the debit is what the largest cumulative amount adds, never more than remains.
         if cents in p.refund_entries:
             return

@@ -23,7 +23,7 @@ from core.config import DEV_SERVICE_KEY
 from core.domain.errors import AccountFrozen, InsufficientFunds, KeyConflict
 from core.services import balance
 from tests.integration.conftest import PROJECT, doc, docs
-from tests.support import events
+from devstack import stripe_events as events
 from tests.support.money_model import MoneyMachine
 from tests.support.payments import paid_payment_intent
 from tests.support.processes import clear_firestore
@@ -33,7 +33,7 @@ FINAL_STATUSES = ("processed", "ignored", "dead_lettered")
 ANSWERS = {200: "ok", 402: "insufficient", 423: "frozen", 409: "conflict"}
 EVENT_TIMEOUT = 30.0  # seconds for the worker to settle one event
 
-MODEL_SETTINGS = hypothesis_settings(max_examples=8, stateful_step_count=12, deadline=None,
+MODEL_SETTINGS = hypothesis_settings(max_examples=10, stateful_step_count=30, deadline=None,
                                      suppress_health_check=[HealthCheck.too_slow])
 
 

@@ -34,7 +34,7 @@ import stripe
 
 from core.config import DEV_SERVICE_KEY
 from tests.integration.conftest import PROJECT, doc, docs, eventually
-from tests.support import events
+from devstack import stripe_events as events
 from tests.support.payments import package_payment, paid_payment_intent, plan_payment
 from tests.support.tokens import bearer
 

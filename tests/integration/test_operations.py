@@ -13,7 +13,7 @@ from tests.integration.conftest import doc, docs, eventually
 from tests.integration.test_ledger_operations import buy
 from tests.integration.test_purchase_pipeline import post
 from tests.integration.test_user_api import auth, checkout, pay
-from tests.support import events
+from devstack import stripe_events as events
 from admin.cli import main, parser, run
 from broker.event_queue import CeleryEventQueue
 

@@ -5,7 +5,7 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 
 from tests.integration.conftest import doc, docs, eventually
-from tests.support import events
+from devstack import stripe_events as events
 
 
 def post(web_client, evt, secret):

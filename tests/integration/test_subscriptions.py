@@ -11,7 +11,7 @@ from functools import lru_cache
 import requests
 
 from tests.integration.conftest import PROJECT, doc, docs, eventually
-from tests.support import events
+from devstack import stripe_events as events
 from tests.support.tokens import bearer
 
 SANDBOX_KEY = {"Authorization": "Bearer sk_test_tokenbank_local_sandbox"}

@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from tests.integration.conftest import PROJECT, doc, docs, eventually
-from tests.support import events
+from devstack import stripe_events as events
 from tests.support.tokens import bearer, id_token
 
 

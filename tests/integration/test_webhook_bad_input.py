@@ -7,7 +7,7 @@ import time
 import pytest
 
 from tests.integration.conftest import doc, docs, eventually
-from tests.support import events
+from devstack import stripe_events as events
 
 URL = "/api/stripe/webhook"
 

@@ -2,7 +2,7 @@
 tests whose worker asks Stripe whose payment a charge is."""
 from __future__ import annotations
 
-from tests.support import events
+from devstack import stripe_events as events
 
 PLAN_PRICE = 2499  # catalog plan "monthly"
 

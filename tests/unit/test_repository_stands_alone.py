@@ -3,7 +3,7 @@ nothing beside it. The tools (tests/, bench/, devstack/, sandbox/), the Makefile
 read no path outside the repository: no ``../name`` that leaves it, no ``parents[N]`` or
 ``.parent`` chain of ``__file__`` above its root, no absolute ``/work/`` path, nothing of the
 development machines' ``shared/reference``. What they need lives in the repository (Stripe's
-fixtures: tests/fixtures/). Relative imports (``from ..x import``) are not paths.
+fixtures: devstack/fixtures/). Relative imports (``from ..x import``) are not paths.
 """
 from __future__ import annotations
 
@@ -87,17 +87,17 @@ def test_the_tools_read_nothing_outside_the_repository():
 
 def test_the_scan_covers_the_tools():
     names = {str(path.relative_to(ROOT)) for path in scanned_files()}
-    for expected in ("Makefile", "tests/support/events.py", "tests/conftest.py", "devstack/processes.py",
+    for expected in ("Makefile", "devstack/stripe_events.py", "tests/conftest.py", "devstack/processes.py",
                      "sandbox/package.json", "bench/run.py"):
         assert expected in names, f"{expected} is not scanned"
     assert not any("node_modules" in name for name in names)
 
 
 @pytest.mark.parametrize("where, line", [
-    ("tests/support/events.py",
+    ("tests/support/payments.py",
      'FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "reference" / "stripe-openapi-fixtures3.json"'),
-    ("tests/support/events.py", 'FIXTURES = Path(__file__).resolve().parents[3] / "data.json"'),
-    ("tests/support/events.py", 'FIXTURES = Path(__file__).parent.parent.parent.parent / "data.json"'),
+    ("tests/support/payments.py", 'FIXTURES = Path(__file__).resolve().parents[3] / "data.json"'),
+    ("tests/support/payments.py", 'FIXTURES = Path(__file__).parent.parent.parent.parent / "data.json"'),
     ("tests/conftest.py", 'path = Path(__file__).resolve().parents[2] / "x"'),
     ("devstack/dev.py", 'open("../../shared/NOTES.md")'),
     ("Makefile", "\tcp ../shared/" + "reference/x.json tests/"),
@@ -109,9 +109,9 @@ def test_the_scan_finds_escaping_paths(where, line):
 
 
 @pytest.mark.parametrize("where, line", [
-    ("tests/support/events.py", 'FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "x.json"'),
-    ("tests/support/events.py", 'ROOT = Path(__file__).parent.parent.parent'),
-    ("tests/support/events.py", 'open("../../README.md")'),
+    ("devstack/stripe_events.py", 'FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "x.json"'),
+    ("tests/support/payments.py", 'ROOT = Path(__file__).parent.parent.parent'),
+    ("tests/support/payments.py", 'open("../../README.md")'),
     ("tests/unit/test_x.py", 'ROOT = Path(__file__).resolve().parents[2]'),
     ("tests/sandbox_support.py", 'REPO = Path(__file__).resolve().parents[1]'),
     ("devstack/processes.py", 'ROOT = Path(__file__).resolve().parent.parent'),
@@ -126,10 +126,10 @@ def test_the_scan_accepts_paths_inside_the_repository(where, line):
 
 
 def test_stripe_fixtures_are_in_the_repository():
-    from tests.support import events
+    from devstack import stripe_events as events
 
     assert events.FIXTURES.is_relative_to(ROOT) and events.FIXTURES.is_file()
-    assert events.FIXTURES == ROOT / "tests" / "fixtures" / "stripe-openapi-fixtures3.json"
-    assert "MIT" in (ROOT / "tests" / "fixtures" / "README.md").read_text()
+    assert events.FIXTURES == ROOT / "devstack" / "fixtures" / "stripe-openapi-fixtures3.json"
+    assert "MIT" in (ROOT / "devstack" / "fixtures" / "README.md").read_text()
     resources = json.loads(events.FIXTURES.read_text())["resources"]
     assert {"checkout.session", "event", "charge", "refund", "dispute", "invoice", "subscription"} <= set(resources)

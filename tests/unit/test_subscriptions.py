@@ -1,5 +1,5 @@
 """Token plans: the catalog's plans, subscription mirroring, one allowance per paid invoice,
-failed payments, and the plan's checkout (core/subscriptions.py, core/services/checkout.py)."""
+failed payments, and the plan's checkout (core/handlers/plans.py, core/services/checkout.py)."""
 from __future__ import annotations
 
 import json

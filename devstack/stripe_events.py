@@ -12,8 +12,8 @@ from pathlib import Path
 
 import stripe
 
-# Stripe's openapi/fixtures3.json, copied into the repository (tests/fixtures/README.md).
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "stripe-openapi-fixtures3.json"
+# Stripe's openapi/fixtures3.json, copied into the repository (devstack/fixtures/README.md).
+FIXTURES = Path(__file__).with_name("fixtures") / "stripe-openapi-fixtures3.json"
 PACKAGES = {"starter": (50, 499), "basic": (200, 1499), "pro": (500, 2999), "premium": (1000, 4999)}
 _seq = itertools.count(1)
 
