@@ -17,6 +17,9 @@ from devstack import processes
 
 PROJECT = "demo-tokenbank-e2e"
 REDIS_HOST = os.environ.get("TEST_REDIS_HOST", "127.0.0.1:6379")
+# Redis databases of the e2e tier's own (override to run two suites on one machine).
+DATA_DB = int(os.environ.get("TEST_E2E_REDIS_DB", "12"))
+BROKER_DB = int(os.environ.get("TEST_E2E_BROKER_DB", "11"))
 
 
 @dataclass
@@ -46,13 +49,13 @@ def system():
         base_url = f"http://127.0.0.1:{port}"
         sandbox_port = processes.free_port()
         env = processes.service_env(
-            redis_url=f"redis://{REDIS_HOST}/12", firestore_host=firestore.address, project=PROJECT,
-            CELERY_BROKER_URL=f"redis://{REDIS_HOST}/11", PORT=port, PUBLIC_BASE_URL=base_url,
+            redis_url=f"redis://{REDIS_HOST}/{DATA_DB}", firestore_host=firestore.address, project=PROJECT,
+            CELERY_BROKER_URL=f"redis://{REDIS_HOST}/{BROKER_DB}", PORT=port, PUBLIC_BASE_URL=base_url,
             STRIPE_API_BASE=f"http://127.0.0.1:{sandbox_port}", FIREBASE_AUTH_EMULATOR_HOST=auth.address,
             SANDBOX_WEBHOOK_RETRY_BASE_SECONDS="0.2", CELERY_QUEUE=f"tokenbank-e2e-{os.getpid()}")
         import redis
 
-        for db in (11, 12):
+        for db in (BROKER_DB, DATA_DB):
             redis.Redis.from_url(f"redis://{REDIS_HOST}/{db}").flushdb()
         settings = load_settings(env)
         sandbox = processes.start_sandbox(env, sandbox_port, [f"{base_url}/api/stripe/webhook"],

@@ -15,7 +15,8 @@ import redis as redis_lib
 from core.bootstrap import bootstrap
 from core.config import load_settings
 from tests.integration.conftest import PROJECT, doc, docs, eventually
-from tests.support import events, processes
+from devstack import stripe_events as events
+from tests.support import processes
 from tests.support.processes import service_env, start_worker
 
 pytestmark = pytest.mark.slow
