@@ -74,6 +74,11 @@ def stripe_client(settings: Settings):
     return stripe.StripeClient(settings.stripe_secret_key, **kwargs)
 
 
+def process_settings() -> Settings:
+    """This process's Settings: the environment, then Secret Manager for secrets it lacks."""
+    return load_settings(with_secrets(os.environ))
+
+
 def bootstrap(settings: Settings | None = None, *, configure_logs: bool = True) -> Deps:
     from core.adapters.firestore_records import FirestoreRecords, bound_call_deadlines, cap_reconnect_backoff
     from core.adapters.firestore_uow import FirestoreUnitOfWork
@@ -81,7 +86,7 @@ def bootstrap(settings: Settings | None = None, *, configure_logs: bool = True) 
     from core.adapters.stripe_payments import StripePayments
     from core.adapters.stripe_signature import verify_signature
 
-    settings = settings or load_settings(with_secrets(os.environ))
+    settings = settings or process_settings()
     if configure_logs:
         configure_logging(settings.log_level, settings.google_cloud_project)
     cap_reconnect_backoff()

@@ -7,7 +7,8 @@ from urllib.parse import urlparse
 
 from flask import current_app, g, jsonify, request
 
-from core.adapters.firebase_auth import Unauthorized, user_from_authorization
+from core.domain.errors import Unauthorized
+from core.services.auth import user_from_authorization
 
 
 def auth_origin(settings) -> str:

@@ -11,14 +11,13 @@ Flower. Publishers (web tier, CLI) use ``broker.producer.create_producer``; both
 """
 from __future__ import annotations
 
-import os
 
 from celery import Celery
 
 from broker.producer import APP_NAME, shared_config
 from broker.task_names import JOB_AUDIT, JOB_RECONCILE
-from core.config import Settings, load_settings
-from core.adapters.secret_manager import with_secrets
+from core.config import Settings
+from core.bootstrap import process_settings
 
 
 def create_celery(settings: Settings) -> Celery:
@@ -58,4 +57,4 @@ def create_celery(settings: Settings) -> Celery:
 
 # The module-level app the celery command line loads (`celery -A worker.celery_app`).
 # Creating it reads configuration only; no client connects until a worker process starts.
-app = create_celery(load_settings(with_secrets(os.environ)))
+app = create_celery(process_settings())

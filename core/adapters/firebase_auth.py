@@ -1,40 +1,16 @@
-"""Who is calling: a Firebase ID token in ``Authorization: Bearer``.
+"""The Firebase ID token verifier (built in core.bootstrap from firebase-admin).
 
-The verifier (built in core.bootstrap from firebase-admin) checks signature, expiry,
-audience and issuer; against the Auth emulator (FIREBASE_AUTH_EMULATOR_HOST, refused in
-production) it accepts the emulator's unsigned tokens. Every failure is one error with a
-short reason, which the web tier answers with 401.
+It checks signature, expiry, audience and issuer; against the Auth emulator
+(FIREBASE_AUTH_EMULATOR_HOST, refused in production) it accepts the emulator's unsigned
+tokens, and then checks the times itself (``check_token_times``). Every failure is one
+Unauthorized with a short reason, which the web tier answers with 401.
 """
 from __future__ import annotations
 
 import time
 from typing import Callable
 
-from core.domain.ids import is_valid_doc_id
-
-MAX_TOKEN_CHARS = 8192
-
-
-class Unauthorized(Exception):
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
-
-
-def user_from_authorization(verify: Callable[[str], str], header: str | None) -> str:
-    if not header:
-        raise Unauthorized("missing bearer token")
-    scheme, _, token = header.strip().partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token or " " in token:
-        raise Unauthorized("malformed Authorization header; expected 'Bearer <Firebase ID token>'")
-    if len(token) > MAX_TOKEN_CHARS:
-        raise Unauthorized("token too long")
-    uid = verify(token)
-    if not is_valid_doc_id(uid):
-        raise Unauthorized("token subject is not a valid user id")
-    return uid
-
+from core.domain.errors import Unauthorized
 
 CLOCK_SKEW_SECONDS = 5
 

@@ -35,6 +35,14 @@ class UnknownUser(Exception):
     pass
 
 
+class Unauthorized(Exception):
+    """The caller did not prove who it is (401), with a short reason."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
 class UnknownPurchase(Exception):
     """No such purchase for this user (another user's is answered the same: 404)."""
 

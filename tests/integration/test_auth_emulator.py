@@ -185,7 +185,8 @@ def test_an_expired_token_passes_firebase_admin_but_not_the_project_verifier(app
     """firebase-admin skips exp/iat in emulator mode; core.adapters.firebase_auth checks them itself."""
     from firebase_admin import auth
 
-    from core.adapters.firebase_auth import Unauthorized, firebase_verifier
+    from core.adapters.firebase_auth import firebase_verifier
+    from core.domain.errors import Unauthorized
 
     now = int(time.time())
     expired = _reencode(user["token"], iat=now - 7200, auth_time=now - 7200, exp=now - 3600)

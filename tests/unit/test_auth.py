@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from core.adapters.firebase_auth import Unauthorized, check_token_times, user_from_authorization
+from core.adapters.firebase_auth import check_token_times
+from core.domain.errors import Unauthorized
+from core.services.auth import user_from_authorization
 
 
 def verify(token: str) -> str:
