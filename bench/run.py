@@ -419,7 +419,7 @@ class Bench:
                        self.broker)
         workload.release_and_drain(self.broker, 60, NOOP_QUEUE)
         warm = self.factory.many_users(f"warm{concurrency}", a.warmup_tasks)
-        workload.stage_credits(self.producer, warm, self.broker)
+        workload.stage_credits(self.producer, self.factory, warm, self.broker)
         workload.release_and_drain(self.broker, 120)
         check = workload.check_credits(self.db, warm)
         if not check.ok:
@@ -453,7 +453,7 @@ class Bench:
                 else:
                     clear_firestore(self.fs.address, PROJECT)
                     batch = self.factory.many_users(f"tput{concurrency}r{r}", a.n_credit)
-                    workload.stage_credits(self.producer, batch, self.broker)
+                    workload.stage_credits(self.producer, self.factory, batch, self.broker)
                     off = log_offset(credit)
                     released, drained, cpu = self.drain_round(credit, a.n_credit, task_names.QUEUE, ())
                     check = workload.check_credits(self.db, batch)
@@ -488,7 +488,7 @@ class Bench:
         print(f"\n[4] one user: {a.n_one_user} paid sessions for one user, {concurrency} worker processes", flush=True)
         clear_firestore(self.fs.address, PROJECT)
         purchases = self.factory.one_user("oneuser", a.n_one_user)
-        workload.stage_credits(self.producer, purchases, self.broker)
+        workload.stage_credits(self.producer, self.factory, purchases, self.broker)
         off = log_offset(worker)
         released, drained, cpu = self.drain_round(worker, a.n_one_user, task_names.QUEUE, ())
         self.check_dbs()

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 
 from broker import task_names
-from core.store import FULFILLED
+from core.domain.payment import FULFILLED
 from devstack import stripe_events as events
 
 STAGING = "bench.staging"
@@ -76,9 +76,12 @@ def stage(producer, task_name: str, args_list: list[list], broker) -> None:
         raise RuntimeError(f"staged {staged} messages, expected {len(args_list)}")
 
 
-def stage_credits(producer, purchases: list[Purchase], broker) -> None:
+def stage_credits(producer, factory: EventFactory, purchases: list[Purchase], broker) -> None:
+    """The jobs the web tier would publish, Stripe-Signature included (the worker verifies it)."""
+    now = int(time.time())
     stage(producer, task_names.PROCESS_STRIPE_EVENT,
-          [[p.event_id, "checkout.session.completed", p.body.decode()] for p in purchases], broker)
+          [[p.event_id, "checkout.session.completed", p.body.decode(), factory.signature(p.body, now)]
+           for p in purchases], broker)
 
 
 def release_and_drain(broker, timeout: float, queue: str = task_names.QUEUE, poll: float = 0.005) -> tuple[float, float]:

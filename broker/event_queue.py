@@ -11,17 +11,21 @@ class CeleryEventQueue:
         self.celery = celery
         self.queue = celery.conf.task_default_queue
 
-    def enqueue_event(self, event_id: str, event_type: str, payload: str) -> None:
-        # send_task returns once the broker holds the message (a Redis LPUSH).
-        self.celery.send_task(task_names.PROCESS_STRIPE_EVENT, args=[event_id, event_type, payload],
+    def enqueue_event(self, event_id: str, event_type: str, payload: str, signature: str) -> None:
+        # send_task returns once the broker holds the message (a Redis LPUSH). The Stripe-Signature
+        # header travels with the body: the worker verifies it again before any money moves.
+        self.celery.send_task(task_names.PROCESS_STRIPE_EVENT, args=[event_id, event_type, payload, signature],
                               queue=self.queue)
 
     def enqueue_ignored(self, event_id: str, event_type: str) -> None:
         self.celery.send_task(task_names.RECORD_IGNORED_EVENT, args=[event_id, event_type], queue=self.queue)
 
     def ping(self) -> None:
-        with self.celery.connection_for_write() as conn:
+        """A round trip to the broker on a pooled connection (a readiness probe must not open,
+        and leave to the server to reap, a new connection on every call)."""
+        with self.celery.pool.acquire(block=True, timeout=2) as conn:
             conn.ensure_connection(max_retries=1, timeout=2)
+            conn.default_channel.client.ping()
 
     def request_fulfilment(self, session_id: str, source: str) -> None:
         self.celery.send_task(task_names.FULFIL_CHECKOUT_SESSION, args=[session_id, source], queue=self.queue)

@@ -188,5 +188,8 @@ def check(settings: Settings) -> None:
         problems.append("STRIPE_WEBHOOK_SECRET is the development secret")
     if settings.google_cloud_project.startswith("demo-"):
         problems.append("GOOGLE_CLOUD_PROJECT is an emulator-only demo- project")
+    if not settings.metrics_token or len(settings.metrics_token) < 32:
+        problems.append("METRICS_TOKEN must be a random token of at least 32 characters (GET /metrics is public "
+                        "on the web tier otherwise)")
     if problems:
         raise ConfigError("production configuration refused: " + "; ".join(problems))

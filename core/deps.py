@@ -24,5 +24,5 @@ class Deps:
     payments: Payments | None = None  # what the worker asks Stripe
     gate: PurchaseGate | None = None  # purchase limits and velocity windows (Redis)
     lock: UserLock | None = None  # one user's money changes queue here (Redis)
-    # Stripe-Signature check: (payload, header, secrets, tolerance seconds) -> None, raises WebhookRefused
-    verify_webhook: Callable[[str, str | None, tuple[str, ...], int], None] | None = None
+    # Stripe-Signature check: (payload, header, secrets, tolerance seconds or None) -> None, raises WebhookRefused
+    verify_webhook: Callable[[str, str | None, tuple[str, ...], int | None], None] | None = None

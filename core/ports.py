@@ -37,7 +37,9 @@ class UnitOfWork(Protocol):
 
 
 class EventQueue(Protocol):
-    def enqueue_event(self, event_id: str, event_type: str, payload: str) -> None: ...
+    def enqueue_event(self, event_id: str, event_type: str, payload: str, signature: str) -> None:
+        """A verified event body with the Stripe-Signature header it came with (the worker
+        verifies it again: it trusts nothing it did not verify itself)."""
 
     def enqueue_ignored(self, event_id: str, event_type: str) -> None: ...
 

@@ -5,7 +5,9 @@ Arguments are JSON primitives (ids and the verified event body as a string).
 from __future__ import annotations
 
 from broker import task_names
+from core.domain.errors import UnverifiedJob
 from core.services.dead_letters import dead_letter_event
+from core.services.verified_jobs import verified_event
 from core.handlers.checkout import fulfil_session_by_id
 from core.handlers.plans import fulfil_invoice_by_id
 from core.handlers.registry import process_stripe_event
@@ -15,12 +17,16 @@ from worker.runtime import deps
 
 
 @app.task(name=task_names.PROCESS_STRIPE_EVENT, bind=True, base=MoneyTask)
-def process_stripe_event_task(self, event_id: str, event_type: str, payload: str) -> dict:
-    return self.run_guarded(
-        lambda: process_stripe_event(deps(), payload).as_dict(),
-        lambda exc, attempts: dead_letter_event(deps(), event_id, event_type, payload, exc, attempts),
-        {"event_id": event_id, "event_type": event_type},
-    )
+def process_stripe_event_task(self, event_id: str, event_type: str, payload: str, signature: str = "") -> dict:
+    def work() -> dict:
+        verified_event(deps(), event_id, event_type, payload, signature)  # else UnverifiedJob, never retried
+        return process_stripe_event(deps(), payload).as_dict()
+
+    def give_up(exc: BaseException, attempts: int):
+        if not isinstance(exc, UnverifiedJob):  # a forged job is alerted, never kept for replay
+            dead_letter_event(deps(), event_id, event_type, payload, exc, attempts, signature)
+
+    return self.run_guarded(work, give_up, {"event_id": event_id, "event_type": event_type})
 
 
 @app.task(name=task_names.RECORD_IGNORED_EVENT, bind=True, base=MoneyTask)

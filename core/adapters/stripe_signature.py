@@ -1,7 +1,7 @@
 """Stripe-Signature verification with the official SDK (the WebhookVerifier port).
 
 Accepts the header if any configured secret (a rotation has two) yields a matching ``v1``
-within ``tolerance`` seconds; ``verify_header`` costs about 2x a bare HMAC, far less than
+within ``tolerance`` seconds (None: any age — the worker's check of a queued job); ``verify_header`` costs about 2x a bare HMAC, far less than
 ``construct_event``. A refusal raises WebhookRefused with a short, stable reason.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ import stripe
 from core.errors import WebhookRefused
 
 
-def verify_signature(payload: str, header: str | None, secrets: tuple[str, ...], tolerance: int) -> None:
+def verify_signature(payload: str, header: str | None, secrets: tuple[str, ...], tolerance: int | None) -> None:
     """Accept the header if any configured secret (rotation) yields a matching, fresh v1."""
     if not header:
         raise WebhookRefused(400, "missing Stripe-Signature header")

@@ -58,3 +58,8 @@ class PurchaseRejected(Exception):
 
 class MalformedEvent(Exception):
     """An event body that cannot be a Stripe event. Never retried."""
+
+
+class UnverifiedJob(Exception):
+    """A job whose Stripe signature or ids the worker could not verify. Never retried, never
+    dead-lettered: nothing in it is trusted."""

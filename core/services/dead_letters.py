@@ -16,18 +16,19 @@ from core.deps import Deps
 log = logging.getLogger("tokenbank.dead_letters")
 
 
-def dead_letter_event(deps: Deps, event_id: str, event_type: str, payload: str, error: BaseException, attempts: int) -> str:
+def dead_letter_event(deps: Deps, event_id: str, event_type: str, payload: str, error: BaseException, attempts: int,
+                      signature: str | None = None) -> str:
     text = f"{type(error).__name__}: {error}"[:2000]
     context = {"event_id": event_id, "event_type": event_type, "error": text, "attempts": attempts}
     try:
         deps.store.record_event(event_id, {"type": event_type, "status": "dead_lettered", "error": text,
-                                           "attempts": attempts, "payload": payload},
+                                           "attempts": attempts, "payload": payload, "signature": signature},
                                 alert=alerts.dead_lettered(event_id, event_type, text))
         metrics.DEAD_LETTERS.labels("firestore").inc()
         log.error("event dead-lettered", extra=context)
         return "firestore"
     except Exception as store_error:
         log.critical("dead letter could not be stored in Firestore (%s); spooling to Redis", store_error, extra=context)
-    deps.redis.lpush(redis_keys.DEAD_LETTER_SPOOL, json.dumps({**context, "payload": payload}))
+    deps.redis.lpush(redis_keys.DEAD_LETTER_SPOOL, json.dumps({**context, "payload": payload, "signature": signature}))
     metrics.DEAD_LETTERS.labels("redis").inc()
     return "redis"

@@ -59,7 +59,7 @@ def _receive(deps: Deps, queue: EventQueue, body: bytes, header: str | None) -> 
     handled = is_handled(event_type)
     try:
         if handled:
-            queue.enqueue_event(event_id, event_type, payload)
+            queue.enqueue_event(event_id, event_type, payload, header)
         else:
             queue.enqueue_ignored(event_id, event_type)
     except Exception as exc:

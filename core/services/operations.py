@@ -68,7 +68,7 @@ def replay_dead_letters(deps, queue, event_id: str | None = None, all_failed: bo
     for event in events:
         if not event.get("payload"):
             return Verdict({"id": event["id"], "error": "no stored payload: not a dead-lettered event"}, ok=False)
-        queue.enqueue_event(event["id"], event.get("type", ""), event["payload"])
+        queue.enqueue_event(event["id"], event.get("type", ""), event["payload"], event.get("signature") or "")
         deps.store.record_event(event["id"], {"status": "replayed"})
         replayed += 1
     return Verdict({"replayed": replayed}, ok=True)
@@ -80,7 +80,8 @@ def replay_spooled(deps, queue) -> dict:
     while (raw := deps.redis.rpop(redis_keys.DEAD_LETTER_SPOOL)) is not None:
         letter = json.loads(raw)
         try:
-            queue.enqueue_event(letter["event_id"], letter.get("event_type", ""), letter["payload"])
+            queue.enqueue_event(letter["event_id"], letter.get("event_type", ""), letter["payload"],
+                                letter.get("signature") or "")
         except Exception:
             deps.redis.rpush(redis_keys.DEAD_LETTER_SPOOL, raw)
             raise

@@ -223,9 +223,11 @@ class FakeQueue:
     def __init__(self) -> None:
         self.events: list[tuple[str, str, str]] = []
         self.ignored: list[tuple[str, str]] = []
+        self.signatures: list[str] = []
 
-    def enqueue_event(self, event_id: str, event_type: str, payload: str) -> None:
+    def enqueue_event(self, event_id: str, event_type: str, payload: str, signature: str) -> None:
         self.events.append((event_id, event_type, payload))
+        self.signatures.append(signature)
 
     def enqueue_ignored(self, event_id: str, event_type: str) -> None:
         self.ignored.append((event_id, event_type))
@@ -234,7 +236,7 @@ class FakeQueue:
 class BrokenQueue(FakeQueue):
     """EventQueue whose broker refuses every job."""
 
-    def enqueue_event(self, event_id: str, event_type: str, payload: str) -> None:
+    def enqueue_event(self, event_id: str, event_type: str, payload: str, signature: str) -> None:
         raise ConnectionError("broker down")
 
     def enqueue_ignored(self, event_id: str, event_type: str) -> None:

@@ -15,6 +15,7 @@ PRODUCTION = {
     "PUBLIC_BASE_URL": "https://tokens.example.com",
     "FIREBASE_WEB_API_KEY": "AIza-unit-test-key",
     "SERVICE_API_KEYS": "svc_" + "k" * 40,
+    "METRICS_TOKEN": "m" * 40,
 }
 
 
@@ -106,6 +107,8 @@ def test_valid_production_configuration_loads():
     ({"STRIPE_WEBHOOK_SECRET": f"whsec_live_unit,{DEV_WEBHOOK_SECRET}"}, "STRIPE_WEBHOOK_SECRET"),
     ({"GOOGLE_CLOUD_PROJECT": "demo-tokenbank"}, "demo-"),
     ({"GOOGLE_CLOUD_PROJECT": None}, "demo-"),
+    ({"METRICS_TOKEN": None}, "METRICS_TOKEN"),  # /metrics would be public on the web tier
+    ({"METRICS_TOKEN": "short-token"}, "METRICS_TOKEN"),
 ])
 def test_production_refuses_emulator_sandbox_and_development_settings(changes, problem):
     with pytest.raises(ConfigError, match="production configuration refused") as refused:

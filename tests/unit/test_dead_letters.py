@@ -35,11 +35,13 @@ def test_long_errors_are_cut_to_2000_characters(deps, store):
 
 def test_when_the_store_fails_the_dead_letter_is_spooled_to_redis(deps, store, redis):
     store.fail["record_event"] = ServiceUnavailable("firestore down")
-    where = dead_letter_event(deps, "evt_1", "checkout.session.completed", PAYLOAD, ServiceUnavailable("x"), 9)
+    where = dead_letter_event(deps, "evt_1", "checkout.session.completed", PAYLOAD, ServiceUnavailable("x"), 9,
+                              "t=1,v1=ab")
     assert where == "redis"
     (spooled,) = redis.lrange(redis_keys.DEAD_LETTER_SPOOL, 0, -1)
     assert json.loads(spooled) == {"event_id": "evt_1", "event_type": "checkout.session.completed",
-                                   "error": "ServiceUnavailable: 503 x", "attempts": 9, "payload": PAYLOAD}
+                                   "error": "ServiceUnavailable: 503 x", "attempts": 9, "payload": PAYLOAD,
+                                   "signature": "t=1,v1=ab"}  # a replay is verified again by the worker
 
 
 class DownRedis:

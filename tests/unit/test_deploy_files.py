@@ -535,8 +535,14 @@ def container_ports(service: dict) -> dict[int, int]:
     out = {}
     for mapping in service.get("ports", []):
         host, _, container = str(mapping).rpartition(":")
-        out[int(container.split("/")[0])] = int(host or container)
+        out[int(container.split("/")[0])] = int(host.rpartition(":")[2] or container)
     return out
+
+
+def test_compose_publishes_flower_on_the_loopback_only(compose):
+    """Flower's API can publish tasks: only an operator on the machine may reach it (issue 9 §2.1)."""
+    mappings = [str(m) for m in compose["services"]["flower"].get("ports", [])]
+    assert mappings and all(m.startswith("127.0.0.1:") for m in mappings), mappings
 
 
 def test_compose_runs_the_whole_system(compose):

@@ -22,6 +22,7 @@ VALUES = {
     "STRIPE_PUBLISHABLE_KEY": "pk_live_from_secret_manager",
     "SERVICE_API_KEYS": "svc_" + "s" * 40,
     "FIREBASE_WEB_API_KEY": "AIza-from-secret-manager",
+    "METRICS_TOKEN": "metrics-token-from-secret-manager-" + "m" * 16,
 }
 
 
