@@ -14,10 +14,10 @@ from core.domain.account import Account
 from core.domain.dispute import LOST, Dispute, close_dispute, is_closing, open_dispute
 from core.domain.errors import MalformedEvent
 from core.domain.payment import Payment, PaymentLink
-from core.domain.records import IGNORED, PROCESSED, Alert, EventRef
+from core.domain.records import PROCESSED, Alert, EventRef
 from core.domain.stripe_events import DISPUTE_CLOSED, DISPUTE_CREATED, StripeEvent
 from core.domain.stripe_objects import int_or_none, ref_id, text
-from core.handlers.ownership import owner_of
+from core.handlers.ownership import owner_or_ignore
 from core.handlers.debt import debt_alert, log_debt
 from core.handlers.payments import locked
 from core.handlers.registry import handles
@@ -35,10 +35,8 @@ def dispute_event(deps, event: StripeEvent) -> Outcome:
     status = text(obj.get("status")) or ""
     pi = ref_id(obj.get("payment_intent"))
     ref = EventRef(event.id, event.type)
-    owner = owner_of(deps, pi) if pi else None
+    owner = owner_or_ignore(deps, ref, pi)
     if owner is None:
-        deps.uow.run(lambda tx: tx.put(ref.record(IGNORED, "not_tokenbank_charge", paymentIntentId=pi)))
-        log.info("dispute of a charge tokenbank did not sell: ignored", extra={"event_id": event.id})
         return Outcome("ignored", reason="not_tokenbank_charge")
     info = {"chargeId": ref_id(obj.get("charge")), "amount": int_or_none(obj.get("amount")),
             "reason": text(obj.get("reason")), "stripeEventId": event.id, "since": int(deps.clock())}

@@ -9,16 +9,30 @@ other things — is not tokenbank's: recorded as ignored, never retried, never a
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from core.domain.payment import PACKAGE, PLAN_INVOICE, PaymentLink
+from core.domain.records import IGNORED, EventRef
 from core.domain.stripe_objects import invoice_subscription, mapping, user_problem
+
+log = logging.getLogger("tokenbank.reversals")
 
 
 @dataclass(frozen=True)
 class Owner:
     user_id: str
     kind: str  # package | plan_invoice
+
+
+def owner_or_ignore(deps, ref: EventRef, payment_intent: str | None) -> Owner | None:
+    """The charge's owner; if it is not tokenbank's, the event is recorded ``ignored`` and None."""
+    owner = owner_of(deps, payment_intent) if payment_intent else None
+    if owner is None:
+        deps.uow.run(lambda tx: tx.put(ref.record(IGNORED, "not_tokenbank_charge", paymentIntentId=payment_intent)))
+        log.info("%s of a charge tokenbank did not sell: ignored", ref.event_type,
+                 extra={"event_id": ref.event_id, "payment_intent": payment_intent})
+    return owner
 
 
 def owner_of(deps, payment_intent: str) -> Owner | None:

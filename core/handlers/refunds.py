@@ -12,10 +12,10 @@ import logging
 from core.domain.account import Account
 from core.domain.errors import MalformedEvent
 from core.domain.payment import Payment, PaymentLink
-from core.domain.records import IGNORED, PROCESSED, EventRef
+from core.domain.records import PROCESSED, EventRef
 from core.domain.stripe_events import CHARGE_REFUNDED, StripeEvent
 from core.domain.stripe_objects import int_or_none, ref_id
-from core.handlers.ownership import owner_of
+from core.handlers.ownership import owner_or_ignore
 from core.handlers.debt import debt_alert, log_debt
 from core.handlers.payments import locked
 from core.handlers.registry import handles
@@ -32,10 +32,8 @@ def charge_refunded(deps, event: StripeEvent) -> Outcome:
         raise MalformedEvent("charge.amount_refunded is not a non-negative integer")
     pi = ref_id(charge.get("payment_intent"))
     ref = EventRef(event.id, event.type)
-    owner = owner_of(deps, pi) if pi else None
+    owner = owner_or_ignore(deps, ref, pi)
     if owner is None:
-        deps.uow.run(lambda tx: tx.put(ref.record(IGNORED, "not_tokenbank_charge", paymentIntentId=pi)))
-        log.info("refund of a charge tokenbank did not sell: ignored", extra={"event_id": event.id})
         return Outcome("ignored", reason="not_tokenbank_charge")
     refs = {"stripeEventId": event.id, "chargeId": ref_id(charge.get("id")), "refundedCents": cents}
 
