@@ -171,8 +171,9 @@ def payment_method(now: int, pm_type: str, details: dict, billing_details: dict 
 
 def card_details_for_charge(pm: dict, amount: int) -> dict:
     """payment_method_details of a charge, from the payment method used."""
-    if pm["type"] != "card":
-        return {"type": pm["type"], pm["type"]: copy.deepcopy(pm.get(pm["type"], {}))}
+    if pm["type"] != "card":  # a bank debit: the method's details as a charge has them (no generated_from)
+        debit = {k: copy.deepcopy(v) for k, v in pm.get(pm["type"], {}).items() if k != "generated_from"}
+        return {"type": pm["type"], pm["type"]: {**debit, "expected_debit_date": None, "mandate": None}}
     details = template("charge")["payment_method_details"]
     card = details["card"]
     card.update({"brand": pm["card"]["brand"], "last4": pm["card"]["last4"], "exp_month": pm["card"]["exp_month"],
