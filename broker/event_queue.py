@@ -17,9 +17,6 @@ class CeleryEventQueue:
         self.celery.send_task(task_names.PROCESS_STRIPE_EVENT, args=[event_id, event_type, payload, signature],
                               queue=self.queue)
 
-    def enqueue_ignored(self, event_id: str, event_type: str) -> None:
-        self.celery.send_task(task_names.RECORD_IGNORED_EVENT, args=[event_id, event_type], queue=self.queue)
-
     def ping(self) -> None:
         """A round trip to the broker on a pooled connection (a readiness probe must not open,
         and leave to the server to reap, a new connection on every call)."""

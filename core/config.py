@@ -46,6 +46,8 @@ class Settings:
     purchases_per_day: int = 20
     webhook_max_body_bytes: int = 256 * 1024
     webhook_tolerance_seconds: int = 300
+    inbox_grace_seconds: float = 10.0
+    inbox_sweep_every_seconds: float = 15.0
     task_max_retries: int = 8
     task_retry_backoff_seconds: float = 2.0
     task_retry_backoff_max_seconds: float = 600.0
@@ -140,6 +142,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         purchases_per_day=_int(env, "PURCHASE_LIMIT_PER_DAY", 20, 1),
         webhook_max_body_bytes=_int(env, "WEBHOOK_MAX_BODY_BYTES", 256 * 1024, 1024),
         webhook_tolerance_seconds=_int(env, "WEBHOOK_TOLERANCE_SECONDS", 300, 1),
+        inbox_grace_seconds=_float(env, "INBOX_GRACE_SECONDS", 10.0),
+        inbox_sweep_every_seconds=_float(env, "INBOX_SWEEP_EVERY_SECONDS", 15.0),
         task_max_retries=_int(env, "TASK_MAX_RETRIES", 8),
         task_retry_backoff_seconds=_float(env, "TASK_RETRY_BACKOFF_SECONDS", 2.0),
         task_retry_backoff_max_seconds=_float(env, "TASK_RETRY_BACKOFF_MAX_SECONDS", 600.0),

@@ -16,4 +16,5 @@ class WebhookRefused(Exception):
 
 
 class EnqueueFailed(Exception):
-    """The broker did not accept the job: answer 503 so Stripe delivers again."""
+    """The event was not durably accepted (the inbox write, or a job only the broker would
+    hold, failed): answer 503 so the caller (Stripe) tries again."""

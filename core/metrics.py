@@ -27,6 +27,7 @@ TASK_SECONDS = Histogram("tokenbank_task_duration_seconds", "Task run time by ta
                          ["task", "result"], buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60))
 TASK_RETRIES = Counter("tokenbank_task_retries_total", "Transient failures retried, by task", ["task"])
 DEAD_LETTERS = Counter("tokenbank_dead_letters_total", "Events dead-lettered after the last try", ["store"])
+INBOX_SWEPT = Counter("tokenbank_inbox_swept_total", "Inbox records still received after the grace period, enqueued again")
 UNVERIFIED_JOBS = Counter("tokenbank_unverified_jobs_total",
                           "Stripe event jobs the worker refused: signature or ids not verified", ["reason"])
 RECONCILE_FINDINGS = Counter("tokenbank_reconciliation_findings_total", "Reconciliation findings by kind", ["kind"])

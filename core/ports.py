@@ -41,8 +41,6 @@ class EventQueue(Protocol):
         """A verified event body with the Stripe-Signature header it came with (the worker
         verifies it again: it trusts nothing it did not verify itself)."""
 
-    def enqueue_ignored(self, event_id: str, event_type: str) -> None: ...
-
     def request_fulfilment(self, session_id: str, source: str) -> None: ...
 
     def request_invoice_fulfilment(self, invoice_id: str, source: str) -> None: ...
@@ -83,7 +81,8 @@ class UserLock(Protocol):
 
 
 class Payments(Protocol):
-    """What tokenbank asks Stripe (read only, on the worker's side)."""
+    """What tokenbank asks Stripe (read only, on the worker's side), and the one write: a
+    user's subscription cancelled (the web tier, core/services/plans.py)."""
 
     def payment_intent(self, payment_intent_id: str) -> Mapping[str, Any] | None:
         """The PaymentIntent, or None if Stripe does not know it."""
@@ -98,6 +97,12 @@ class Payments(Protocol):
         """The invoice, or None if Stripe does not know it."""
 
     def checkout_session(self, session_id: str) -> Mapping[str, Any]: ...
+
+    def cancel_subscription(self, subscription_id: str, at_period_end: bool = True) -> Mapping[str, Any] | None:
+        """The one write (the web tier, for the user whose mirrored subscription this is): set the
+        subscription to end at its period end (``cancel_at_period_end``), or with ``at_period_end``
+        false end it now. Answers the subscription after the change, None if Stripe does not know
+        it; any refusal raises."""
 
 
 Clock = Callable[[], float]

@@ -21,6 +21,15 @@ class Records(Protocol):
 
     def add_alert(self, alert: Alert) -> None: ...
 
+    def receive_event(self, event_id: str, fields: Mapping[str, Any]) -> bool:
+        """The inbox: create ``stripe_events/{event_id}`` with ``fields`` (status, payload, signature,
+        ``deliveryCount`` 1, ``receivedAt``) in one write; if it exists, only count the delivery
+        (never a second record, never a reset status). Returns whether it was new."""
+
+    def received_events(self, received_before: float, limit: int) -> list[dict]:
+        """Inbox records still ``received`` that arrived before ``received_before`` (unix seconds),
+        oldest first, at most ``limit`` (the sweeper's batch)."""
+
     def ping(self) -> None: ...
 
     def iter_user_ids(self, batch_size: int): ...

@@ -16,7 +16,7 @@ def _page(template: str, status: int = 200, **context):
     token_base = (f"http://{emulator}/securetoken.googleapis.com/v1" if emulator
                   else "https://securetoken.googleapis.com/v1")
     return render_template(
-        template, packages=deps.catalog.packages, publishable_key=settings.stripe_publishable_key,
+        template, packages=deps.catalog.packages, plans=deps.catalog.plans, publishable_key=settings.stripe_publishable_key,
         auth_base=auth_base, token_base=token_base, api_key=settings.firebase_web_api_key,
         emulator=bool(settings.firebase_auth_emulator_host), **context), status
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from celery import Celery
 
 from broker.producer import APP_NAME, shared_config
-from broker.task_names import JOB_AUDIT, JOB_RECONCILE
+from broker.task_names import JOB_AUDIT, JOB_RECONCILE, JOB_SWEEP_INBOX
 from core.config import Settings
 from core.bootstrap import process_settings
 
@@ -50,6 +50,8 @@ def create_celery(settings: Settings) -> Celery:
     app.conf.beat_schedule = {
         "reconcile-with-stripe": {"task": JOB_RECONCILE, "schedule": 15 * 60.0},
         "audit-balances": {"task": JOB_AUDIT, "schedule": 24 * 3600.0},
+        "sweep-inbox": {"task": JOB_SWEEP_INBOX, "schedule": float(settings.inbox_sweep_every_seconds),
+                        "options": {"expires": float(settings.inbox_sweep_every_seconds)}},
     }
     app.tokenbank_settings = settings
     return app

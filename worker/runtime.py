@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import os
 
-from celery.signals import worker_init, worker_process_init, worker_process_shutdown
+from celery.signals import worker_init, worker_process_init, worker_process_shutdown, worker_ready
 
 from core.bootstrap import bootstrap
 from core.deps import Deps
@@ -34,6 +34,17 @@ def _serve_metrics(**_):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
         start_http_server(int(port), addr=os.environ.get("WORKER_METRICS_HOST", "0.0.0.0"), registry=registry)
+
+
+@worker_ready.connect
+def _sweep_on_start(sender=None, **_):
+    """A worker that starts (or restarts after a crash) first asks for an inbox sweep."""
+    from broker.task_names import JOB_SWEEP_INBOX
+
+    try:
+        sender.app.send_task(JOB_SWEEP_INBOX, queue=sender.app.conf.task_default_queue)
+    except Exception as exc:  # the broker is down: beat asks again within INBOX_SWEEP_EVERY_SECONDS
+        log.warning("could not ask for an inbox sweep at start: %s", exc)
 
 
 @worker_process_shutdown.connect

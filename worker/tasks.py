@@ -32,6 +32,8 @@ def process_stripe_event_task(self, event_id: str, event_type: str, payload: str
 @app.task(name=task_names.RECORD_IGNORED_EVENT, bind=True, base=MoneyTask)
 def record_ignored_event_task(self, event_id: str, event_type: str) -> None:
     # Not money: a record of an event type tokenbank does not act on. Retried, never dead-lettered.
+    # The web tier now writes such records in its inbox itself; this task stays registered for
+    # jobs a web tier older than the inbox may still publish while a deploy rolls out.
     return self.run_guarded(
         lambda: deps().store.record_event(event_id, {"type": event_type, "status": "ignored"}),
         lambda exc, attempts: None,
@@ -66,6 +68,20 @@ def reconcile_job(self) -> dict:
 
     return self.run_guarded(lambda: scheduled_reconcile(deps(), CeleryEventQueue(self.app)),
                             lambda exc, attempts: None, {"job": "reconcile"})
+
+
+@app.task(name=task_names.JOB_SWEEP_INBOX, bind=True, base=MoneyTask, soft_time_limit=25, time_limit=30)
+def sweep_inbox_job(self) -> dict:
+    """Enqueue again what the inbox accepted but no worker processed (core/services/inbox.py)."""
+    from core.services.inbox import sweep
+    from broker.event_queue import CeleryEventQueue
+
+    settings = deps().settings
+    with self.app.pool.acquire(block=True, timeout=5) as conn:
+        broker = conn.default_channel.client
+        return self.run_guarded(
+            lambda: sweep(deps(), CeleryEventQueue(self.app), settings.inbox_grace_seconds, broker=broker),
+            lambda exc, attempts: None, {"job": "sweep_inbox"})
 
 
 @app.task(name=task_names.JOB_AUDIT, bind=True, base=MoneyTask, soft_time_limit=1500, time_limit=1800)

@@ -5,7 +5,8 @@ documents by path inside a transaction and set or create them at commit: Firesto
 (core/adapters/firestore_uow.py) and the unit tests' dict. It holds no money rule: it maps
 values to documents (one codec per type, below), buffers writes until the work returns,
 and writes only the fields that differ from what it read (``merge`` on exactly those
-fields, so fields the domain does not own — a user's profile — stay as they are).
+fields, so fields the domain does not own — a user's profile, an inbox record's payload —
+stay as they are). A value put without being read (an event record) gets ``updatedAt`` only.
 """
 from __future__ import annotations
 
@@ -197,7 +198,7 @@ class DocumentTx:
             stamps = {}
             if codec.collection in _UPDATED:
                 stamps["updatedAt"] = NOW
-                if before is None:
+                if before is None and (kind, key) in self._read:  # read, and known not to exist
                     stamps["createdAt"] = NOW
             if codec is CODECS[Payment] and (before is None or before.get("status") != value.status) and value.status:
                 stamps[f"{value.status}At"] = NOW

@@ -10,6 +10,9 @@ from __future__ import annotations
 import logging
 from typing import Any, Mapping
 
+from datetime import datetime, timezone
+
+from google.api_core.exceptions import AlreadyExists
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
@@ -93,6 +96,22 @@ class FirestoreRecords:
 
     def add_alert(self, alert: Alert) -> None:
         self._ref(ALERTS, alert.id).set(_alert_fields(alert))
+
+    def receive_event(self, event_id: str, fields: Mapping[str, Any]) -> bool:
+        ref = self._ref(EVENTS, event_id)
+        now = firestore.SERVER_TIMESTAMP
+        try:
+            ref.create({**fields, "deliveryCount": 1, "receivedAt": now, "lastReceivedAt": now, "updatedAt": now})
+            return True
+        except AlreadyExists:
+            ref.update({"deliveryCount": firestore.Increment(1), "lastReceivedAt": now})
+            return False
+
+    def received_events(self, received_before: float, limit: int) -> list[dict]:
+        cutoff = datetime.fromtimestamp(received_before, timezone.utc)
+        query = (self.db.collection(EVENTS).where(filter=FieldFilter("status", "==", "received"))
+                 .where(filter=FieldFilter("receivedAt", "<", cutoff)).order_by("receivedAt").limit(limit))
+        return [{"id": s.id, **s.to_dict()} for s in query.stream()]
 
     def find_purchase_by_payment_intent(self, payment_intent: str) -> tuple[str, Mapping[str, Any]] | None:
         query = self.db.collection(PURCHASES).where(filter=FieldFilter("paymentIntentId", "==", payment_intent))

@@ -1,4 +1,5 @@
-"""The Payments port on Stripe's API (read only): PaymentIntents, invoices, Checkout Sessions.
+"""The Payments port on Stripe's API: PaymentIntents, invoices, Checkout Sessions (read), and
+cancelling a subscription (the one write).
 
 A 404 means Stripe does not know the object (``None``); every other error propagates, so
 the task's retry policy decides (connection errors and 5xx are transient).
@@ -55,3 +56,14 @@ class StripePayments:
 
     def checkout_session(self, session_id: str) -> Mapping[str, Any]:
         return _plain(self.v1.checkout.sessions.retrieve(session_id))
+
+    def cancel_subscription(self, subscription_id: str, at_period_end: bool = True) -> Mapping[str, Any] | None:
+        """``cancel_at_period_end=true`` (POST /v1/subscriptions/{id}), or at once (DELETE /v1/subscriptions/{id})."""
+        try:
+            if at_period_end:
+                return _plain(self.v1.subscriptions.update(subscription_id, {"cancel_at_period_end": True}))
+            return _plain(self.v1.subscriptions.cancel(subscription_id))
+        except stripe.InvalidRequestError as exc:
+            if exc.http_status == 404:
+                return None
+            raise

@@ -8,7 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-PROCESSED, IGNORED, DEAD_LETTERED = "processed", "ignored", "dead_lettered"
+RECEIVED, PROCESSED, IGNORED, REJECTED, DEAD_LETTERED = "received", "processed", "ignored", "rejected", "dead_lettered"
+FINISHED = (PROCESSED, IGNORED, REJECTED, DEAD_LETTERED)
 
 
 @dataclass(frozen=True)

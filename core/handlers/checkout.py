@@ -14,7 +14,7 @@ from core.domain.checkout import CheckoutSession, claimed_user_id, validate_paid
 from core.domain.errors import MalformedEvent, PurchaseRejected
 from core.domain.ledger import PURCHASE
 from core.domain.payment import EXPIRED, FAILED, PACKAGE, PENDING, REJECTED, Payment
-from core.domain.records import PROCESSED, EventRef
+from core.domain.records import REJECTED as REJECTED_EVENT, EventRef
 from core.domain.stripe_events import (
     CHECKOUT_ASYNC_FAILED, CHECKOUT_ASYNC_SUCCEEDED, CHECKOUT_COMPLETED, CHECKOUT_EXPIRED, StripeEvent,
 )
@@ -98,7 +98,7 @@ def _reject(deps, session: CheckoutSession, ref: EventRef, rejection: PurchaseRe
     if not session.has_valid_id:
         # The session id cannot name a document: key the alert by the event instead.
         alert = alerts.invalid_session_rejected(session.id, user_id, rejection.reason, ref.event_id)
-        record = ref.record(PROCESSED, "rejected", reason=rejection.reason)
+        record = ref.record(REJECTED_EVENT, "rejected", reason=rejection.reason)
 
         def work(tx):
             tx.put(alert)

@@ -12,8 +12,8 @@ from dataclasses import dataclass, replace
 
 from core.domain.account import Account
 from core.domain.ledger import REVERSAL_TYPES
-from core.domain.payment import Payment, PaymentLink, credit
-from core.domain.records import PROCESSED, Alert, EventRef
+from core.domain.payment import REJECTED as REJECTED_PAYMENT, Payment, PaymentLink, credit
+from core.domain.records import PROCESSED, REJECTED, Alert, EventRef
 from core.handlers.debt import debt_alert, log_debt
 
 log = logging.getLogger("tokenbank.payments")
@@ -91,13 +91,14 @@ def change_status(deps, payment: Payment, status: str, ref: EventRef, alert: Ale
             if alert is not None:
                 tx.put(alert)
         outcome = status if changed is not None else f"{status}_skipped_purchase_is_{current.status}"
-        _record(tx, ref, outcome, payment.user_id, {"sessionId": payment.id, **(record or {})})
+        _record(tx, ref, outcome, payment.user_id, {"sessionId": payment.id, **(record or {})},
+                REJECTED if status == REJECTED_PAYMENT and changed is not None else PROCESSED)
         return changed is not None
 
     return deps.uow.run(work)
 
 
-def _record(tx, ref: EventRef, outcome: str, user_id: str | None, fields: dict) -> None:
-    record = ref.record(PROCESSED, outcome, userId=user_id, **fields)
+def _record(tx, ref: EventRef, outcome: str, user_id: str | None, fields: dict, status: str = PROCESSED) -> None:
+    record = ref.record(status, outcome, userId=user_id, **fields)
     if record is not None:
         tx.put(record)

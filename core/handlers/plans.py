@@ -21,7 +21,7 @@ from core.domain.errors import MalformedEvent, PurchaseRejected
 from core.domain.ids import is_valid_doc_id
 from core.domain.ledger import ALLOWANCE, payment_entry_id
 from core.domain.payment import PLAN_INVOICE, Payment
-from core.domain.records import PROCESSED, Alert, EventRef
+from core.domain.records import PROCESSED, REJECTED, Alert, EventRef
 from core.domain.stripe_events import (
     CHECKOUT_ASYNC_SUCCEEDED, CHECKOUT_COMPLETED, CHECKOUT_EXPIRED, INVOICE_PAID, INVOICE_PAYMENT_FAILED,
     SUBSCRIPTION_CREATED, SUBSCRIPTION_DELETED, SUBSCRIPTION_UPDATED, StripeEvent,
@@ -49,7 +49,7 @@ def _user_or_none(user_id: object) -> str | None:
 
 
 def _finish(deps, event: StripeEvent, outcome: str, fields: dict, alert: Alert | None = None, mirror=None,
-            ref: EventRef | None = None):
+            ref: EventRef | None = None, status: str = PROCESSED):
     """One transaction: the optional subscription mirror, the alert and the event's record."""
     def work(tx):
         applied = None
@@ -61,7 +61,7 @@ def _finish(deps, event: StripeEvent, outcome: str, fields: dict, alert: Alert |
         if alert is not None:
             tx.put(alert)
         final = outcome if applied is not False else "stale"
-        record = (ref or EventRef(event.id, event.type)).record(PROCESSED, final, **fields)
+        record = (ref or EventRef(event.id, event.type)).record(status, final, **fields)
         if record is not None:
             tx.put(record)
         return applied
@@ -85,7 +85,7 @@ def _reject(deps, event: StripeEvent, kind: str, object_id: str | None, sub_id: 
                    "claimedUserId": text(user_id)})
     _finish(deps, event, "rejected", {"reason": reason, "subscriptionId": text(sub_id),
                                       "invoiceId": object_id if kind == "invoice" else None,
-                                      "userId": _user_or_none(user_id)}, alert, ref=ref)
+                                      "userId": _user_or_none(user_id)}, alert, ref=ref, status=REJECTED)
     return Outcome("rejected", None, _user_or_none(user_id), reason=reason)
 
 

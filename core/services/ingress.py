@@ -1,9 +1,13 @@
 """Webhook ingress: verify a Stripe delivery and hand it to the queue, nothing more.
 
 The web tier calls ``receive`` with the raw body and the ``Stripe-Signature`` header.
-A refused delivery raises WebhookRefused (4xx, never enqueued). A verified event of a
-handled type is enqueued before the caller answers 200; if the broker does not accept
-it, EnqueueFailed makes the caller answer 503 so Stripe delivers it again.
+A refused delivery raises WebhookRefused (4xx; nothing stored or enqueued). A verified event
+is first written to the inbox (``stripe_events/{id}``: status ``received`` with its payload
+and signature, or ``ignored`` for a type tokenbank does not act on) in one Firestore write;
+only if that write fails does the caller answer 503 (EnqueueFailed), so Stripe delivers
+again. Then the job is enqueued; if the broker refuses, the answer is still 200, because
+the inbox holds the event and the sweeper (core/services/inbox.py) enqueues it. A
+redelivery of a known event only counts the delivery.
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from core.deps import Deps
 from core.ports import EventQueue
 from core.errors import EnqueueFailed, WebhookRefused
 from core.domain.errors import MalformedEvent
+from core.domain.records import IGNORED, RECEIVED
 from core.domain.stripe_events import parse_event
 from core.handlers.registry import is_handled
 
@@ -57,21 +62,32 @@ def _receive(deps: Deps, queue: EventQueue, body: bytes, header: str | None) -> 
         raise WebhookRefused(400, str(exc)) from None
     event_id, event_type = event.id, event.type
     handled = is_handled(event_type)
+    context = {"event_id": event_id, "event_type": event_type}
+    # The inbox: durable before the 200. Stripe never redelivers an event it got a 2xx for.
+    fields = {"type": event_type, "status": RECEIVED if handled else IGNORED, "livemode": event.livemode,
+              "eventCreated": event.created or None}
+    if handled:
+        fields.update(payload=payload, signature=header)
     try:
-        if handled:
-            queue.enqueue_event(event_id, event_type, payload, header)
-        else:
-            queue.enqueue_ignored(event_id, event_type)
+        new = deps.store.receive_event(event_id, fields)
     except Exception as exc:
-        if handled:
-            metrics.ENQUEUE_FAILURES.inc()
-            metrics.WEBHOOKS.labels(event_type, "enqueue_failed").inc()
-            log.error("enqueue failed: %s", exc, extra={"event_id": event_id, "event_type": event_type})
-            raise EnqueueFailed(str(exc)) from exc
-        # An event we do not handle loses nothing if its record is not written.
-        log.warning("could not record ignored event: %s", exc, extra={"event_id": event_id})
-    metrics.WEBHOOKS.labels(event_type if handled else "other", "enqueued" if handled else "ignored").inc()
-    log.info("webhook accepted", extra={"event_id": event_id, "event_type": event_type, "handled": handled})
+        metrics.WEBHOOKS.labels(event_type if handled else "other", "not_accepted").inc()
+        log.error("inbox write failed: %s", exc, extra=context)
+        raise EnqueueFailed(f"inbox unavailable: {exc}") from exc
+    if not handled or not new:  # ignored, or a redelivery of a known event: its record decides
+        metrics.WEBHOOKS.labels(event_type if handled else "other", "redelivered" if handled else "ignored").inc()
+        log.info("webhook accepted", extra={**context, "handled": handled, "new": new})
+        return Received(event_id, event_type, handled)
+    try:
+        queue.enqueue_event(event_id, event_type, payload, header)
+    except Exception as exc:
+        # Answered 200 all the same: the inbox holds the event and the sweeper enqueues it.
+        metrics.ENQUEUE_FAILURES.inc()
+        metrics.WEBHOOKS.labels(event_type, "enqueue_failed").inc()
+        log.error("enqueue failed: %s", exc, extra=context)
+        return Received(event_id, event_type, handled)
+    metrics.WEBHOOKS.labels(event_type, "enqueued").inc()
+    log.info("webhook accepted", extra={**context, "handled": handled, "new": new})
     return Received(event_id, event_type, handled)
 
 

@@ -69,7 +69,7 @@ def replay_dead_letters(deps, queue, event_id: str | None = None, all_failed: bo
         if not event.get("payload"):
             return Verdict({"id": event["id"], "error": "no stored payload: not a dead-lettered event"}, ok=False)
         queue.enqueue_event(event["id"], event.get("type", ""), event["payload"], event.get("signature") or "")
-        deps.store.record_event(event["id"], {"status": "replayed"})
+        deps.store.record_event(event["id"], {"status": "received", "replayedAt": deps.clock()})  # swept if lost
         replayed += 1
     return Verdict({"replayed": replayed}, ok=True)
 

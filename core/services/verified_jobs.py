@@ -14,7 +14,7 @@ import hashlib
 import logging
 
 from core import metrics
-from core.domain.errors import MalformedEvent, UnverifiedJob
+from core.domain.errors import UnverifiedJob
 from core.domain.records import Alert
 from core.domain.stripe_events import StripeEvent, parse_event
 from core.errors import WebhookRefused
@@ -32,10 +32,7 @@ def verified_event(deps, event_id: object, event_type: object, payload: object, 
         deps.verify_webhook(payload, signature, deps.settings.stripe_webhook_secrets, None)
     except WebhookRefused as refused:
         return _refuse(deps, f"signature: {refused.reason}", event_id, payload)
-    try:
-        event = parse_event(payload)
-    except MalformedEvent as exc:
-        return _refuse(deps, f"body: {exc}", event_id, payload)
+    event = parse_event(payload)  # signed by Stripe but unreadable: MalformedEvent, dead-lettered with the reason
     if (event.id, event.type) != (event_id, event_type):
         return _refuse(deps, "the job's event id or type is not the body's", event_id, payload)
     return event

@@ -29,7 +29,7 @@ from tests.support.payments import paid_payment_intent
 from tests.support.processes import clear_firestore
 
 SERVICE = {"X-Service-Key": DEV_SERVICE_KEY}
-FINAL_STATUSES = ("processed", "ignored", "dead_lettered")
+FINAL_STATUSES = ("processed", "ignored", "rejected", "dead_lettered")
 ANSWERS = {200: "ok", 402: "insufficient", 423: "frozen", 409: "conflict"}
 EVENT_TIMEOUT = 30.0  # seconds for the worker to settle one event
 

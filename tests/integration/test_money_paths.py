@@ -39,7 +39,7 @@ from tests.support.payments import package_payment, paid_payment_intent, plan_pa
 from tests.support.tokens import bearer
 
 SERVICE = {"X-Service-Key": DEV_SERVICE_KEY}
-FINAL_STATUSES = ("processed", "ignored", "dead_lettered")
+FINAL_STATUSES = ("processed", "ignored", "rejected", "dead_lettered")
 PLAN_TOKENS, PLAN_PRICE = 600, 2499  # catalog plan "monthly"
 RETRY_BUDGET_OUTLIVED = 16.0  # seconds; the test worker dead-letters a retrying event within ~10 s
 

@@ -155,7 +155,7 @@ def test_dead_letters_spooled_to_redis_are_listed_and_replayed(web_client, deps,
     evt = events.event(events.checkout_session("spooled", "starter"))
     payload = json.dumps(evt)
     assert dead_letter_event(replace(deps, store=DownStore()), evt["id"], evt["type"], payload,
-                             RuntimeError("x"), 9) == "redis"
+                             RuntimeError("x"), 9, events.sign(payload, secret)) == "redis"
     code, listed = cli(deps, queue, "events", "failed", "--spooled")
     assert code == 0 and [e["event_id"] for e in listed] == [evt["id"]]
     assert cli(deps, queue, "events", "replay", "--spooled") == (0, {"replayed": 1})

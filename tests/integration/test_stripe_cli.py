@@ -35,6 +35,10 @@ TRIGGERS = [
     "checkout.session.expired",
     "charge.refunded",
     "charge.dispute.created",
+    "invoice.paid",
+    "invoice.payment_failed",
+    "customer.subscription.created",
+    "customer.subscription.deleted",
 ]
 
 
@@ -57,6 +61,14 @@ def cli_env(tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if not k.startswith("STRIPE_")}
     env.update({"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"), "STRIPE_CLI_TELEMETRY_OPTOUT": "1"})
     return env
+
+
+def _client(sandbox) -> stripe.StripeClient:
+    return stripe.StripeClient(TEST_KEY, base_addresses={"api": sandbox.url})
+
+
+def _invoice_payments(sandbox, invoice_id: str) -> list:
+    return _client(sandbox).v1.invoice_payments.list(params={"invoice": invoice_id}).data
 
 
 def trigger(event: str, sandbox, env) -> subprocess.CompletedProcess:
@@ -88,6 +100,17 @@ def test_stripe_trigger_delivers_signed_event(event_type, sandbox, receiver, cli
         assert obj.refunded is True and obj.amount_refunded == obj.amount == 100
     elif event_type == "charge.dispute.created":
         assert obj.object == "dispute" and obj.amount == 100
+    elif event_type == "invoice.paid":  # a one-off invoice: an invoice item of 20.00 USD, paid by pm_card_visa
+        assert (obj.status, obj.billing_reason, obj.amount_paid, obj.parent) == ("paid", "manual", 2000, None)
+        assert [p.status for p in _invoice_payments(sandbox, obj.id)] == ["paid"]
+    elif event_type == "invoice.payment_failed":  # the same, paid by pm_card_chargeCustomerFail
+        assert (obj.status, obj.attempt_count, obj.amount_paid, obj.amount_due) == ("open", 1, 0, 2000)
+    elif event_type == "customer.subscription.created":  # the customer's default card pays the first invoice
+        assert (obj.status, obj["items"].data[0].price.unit_amount) == ("active", 1500)
+        invoice = _client(sandbox).v1.invoices.retrieve(obj.latest_invoice)
+        assert (invoice.status, invoice.billing_reason, invoice.amount_paid) == ("paid", "subscription_create", 1500)
+    elif event_type == "customer.subscription.deleted":
+        assert obj.status == "canceled" and obj.ended_at and obj.canceled_at
 
     _, unknown = sandbox.control("GET", "/_sandbox/unknown_requests")
     assert unknown["data"] == [], f"the CLI called routes the sandbox does not know: {unknown['data']}"

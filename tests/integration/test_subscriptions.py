@@ -61,7 +61,8 @@ def at(evt: dict, created: int) -> dict:
 
 
 def processed(deps, evt) -> dict:
-    eventually(lambda: (doc(deps, "stripe_events", evt["id"]) or {}).get("status") == "processed",
+    """The event's record once the worker finished it (processed, or rejected for good)."""
+    eventually(lambda: (doc(deps, "stripe_events", evt["id"]) or {}).get("status") in ("processed", "rejected"),
                what=f"{evt['type']} processed")
     return doc(deps, "stripe_events", evt["id"])
 
@@ -127,7 +128,7 @@ def test_an_invoice_for_the_wrong_amount_is_rejected_with_an_alert(web_client, d
     evt = events.event(inv, "invoice.paid")
     post(web_client, evt, secret)
     record = processed(deps, evt)
-    assert (record["outcome"], record["reason"]) == ("rejected", "amount_mismatch")
+    assert (record["status"], record["outcome"], record["reason"]) == ("rejected", "rejected", "amount_mismatch")
     alert = doc(deps, "security_alerts", f"subscription_invoice_rejected_{inv['id']}")
     assert alert["type"] == "subscription_invoice_rejected" and alert["userId"] == "cheap"
     assert doc(deps, "users", "cheap") is None and docs(deps, "transactions") == []

@@ -10,7 +10,7 @@ PLAN_PRICE = 2499  # catalog plan "monthly"
 def paid_payment_intent(stripe_api, amount: int, metadata: dict | None = None):
     """A succeeded PaymentIntent (with its charge) in the sandbox."""
     params = {"amount": amount, "currency": "usd", "payment_method": "pm_card_visa", "confirm": True,
-              "payment_method_types": ["card"]}
+              "allowed_payment_method_types": ["card"]}
     if metadata:
         params["metadata"] = metadata
     pi = stripe_api.v1.payment_intents.create(params=params)

@@ -124,6 +124,23 @@ class FakeLedgerStore:
         self.alert_writes.append(alert.id)
         self.alerts[alert.id] = {"type": alert.type, "userId": alert.user_id, "details": dict(alert.details)}
 
+    def receive_event(self, event_id: str, fields: Mapping[str, Any]) -> bool:
+        self._maybe_fail("receive_event")
+        check_firestore_doc_id(event_id)
+        if event_id in self.events:
+            record = self.events[event_id]
+            record["deliveryCount"] = record.get("deliveryCount", 0) + 1
+            return False
+        now = self.uow.now()
+        self.events[event_id] = {**copy.deepcopy(dict(fields)), "deliveryCount": 1, "receivedAt": now,
+                                 "lastReceivedAt": now}
+        return True
+
+    def received_events(self, received_before: float, limit: int) -> list[dict]:
+        found = [{"id": k, **v} for k, v in self.events.items()
+                 if v.get("status") == "received" and v["receivedAt"].timestamp() < received_before]
+        return copy.deepcopy(sorted(found, key=lambda r: r["receivedAt"])[:limit])
+
     def add_ops_log(self, fields: Mapping[str, Any]) -> None:
         self.docs["ops_log"][f"op_{len(self.docs['ops_log']) + 1}"] = dict(fields)
 
@@ -216,21 +233,46 @@ class FakePayments:
     def checkout_session(self, session_id: str):
         return copy.deepcopy(self.sessions[session_id])
 
+    # -- subscriptions: cancel_subscription (the port's one write) --------------------------
+    cancel_error: BaseException | None = None  # set it to make the next cancellations raise (Stripe refuses)
+
+    @property
+    def subscriptions(self) -> dict[str, dict]:
+        """Stripe-shaped subscriptions by id, for cancel_subscription (a test fills it)."""
+        return self.__dict__.setdefault("_subscriptions", {})
+
+    @property
+    def cancellations(self) -> list[tuple[str, bool]]:
+        """Every cancel_subscription call, in order: (subscription id, at_period_end)."""
+        return self.__dict__.setdefault("_cancellations", [])
+
+    def cancel_subscription(self, subscription_id: str, at_period_end: bool = True):
+        self.cancellations.append((subscription_id, at_period_end))
+        if self.cancel_error is not None:
+            raise self.cancel_error
+        sub = self.subscriptions.get(subscription_id)
+        if sub is None:
+            return None
+        if sub.get("status") == "canceled":  # as Stripe: an ended subscription cannot be changed
+            raise stripe.InvalidRequestError("A canceled subscription can only update its metadata.", "id",
+                                             http_status=400)
+        if at_period_end:
+            sub["cancel_at_period_end"] = True
+        else:
+            sub.update(status="canceled", canceled_at=int(FIXED_NOW), ended_at=int(FIXED_NOW))
+        return copy.deepcopy(sub)
+
 
 class FakeQueue:
     """EventQueue that remembers what it was given."""
 
     def __init__(self) -> None:
         self.events: list[tuple[str, str, str]] = []
-        self.ignored: list[tuple[str, str]] = []
         self.signatures: list[str] = []
 
     def enqueue_event(self, event_id: str, event_type: str, payload: str, signature: str) -> None:
         self.events.append((event_id, event_type, payload))
         self.signatures.append(signature)
-
-    def enqueue_ignored(self, event_id: str, event_type: str) -> None:
-        self.ignored.append((event_id, event_type))
 
 
 class BrokenQueue(FakeQueue):
@@ -239,8 +281,6 @@ class BrokenQueue(FakeQueue):
     def enqueue_event(self, event_id: str, event_type: str, payload: str, signature: str) -> None:
         raise ConnectionError("broker down")
 
-    def enqueue_ignored(self, event_id: str, event_type: str) -> None:
-        raise ConnectionError("broker down")
 
 
 def fake_redis() -> fakeredis.FakeRedis:

@@ -39,8 +39,11 @@ def test_ingress_and_fulfilment_logs_carry_ids_but_no_secret(captured):
     for bad in ("t=1,v1=" + "ab" * 32, sign(payload, "whsec_forged")):
         with pytest.raises(WebhookRefused):
             webhook_ingress.receive(deps, FakeQueue(), payload.encode(), bad, webhook_ingress.signature_alert(deps))
+    other = event_json(checkout_session("loguser"))  # a new event: the broker refuses it (logged, kept)
+    webhook_ingress.receive(deps, BrokenQueue(), other.encode(), sign(other))
+    deps.store.fail["receive_event"] = ConnectionError("firestore down")  # the inbox fails: a 503
     with pytest.raises(EnqueueFailed):
-        webhook_ingress.receive(deps, BrokenQueue(), payload.encode(), header)
+        webhook_ingress.receive(deps, FakeQueue(), other.encode(), sign(other))
     process_stripe_event(deps, payload)
     text = captured.getvalue()
     assert "loguser" in text and "evt_" in text  # the context is there

@@ -201,7 +201,7 @@ def test_subscription_without_a_valid_user_is_rejected_with_an_alert(deps, store
     outcome = deliver(deps, subscription(metadata=metadata), event_type, event_id="evt_bad")
     assert (outcome.status, outcome.reason, outcome.user_id) == ("rejected", reason, None)
     assert store.users == {}
-    assert store.events["evt_bad"]["status"] == "processed" and store.events["evt_bad"]["outcome"] == "rejected"
+    assert store.events["evt_bad"]["status"] == "rejected" and store.events["evt_bad"]["outcome"] == "rejected"
     alert = store.alerts["subscription_rejected_evt_bad"]
     assert alert["type"] == "subscription_rejected" and alert["details"]["reason"] == reason
     assert alert["details"]["subscriptionId"] == "sub_1" and alert["details"]["stripeEventId"] == "evt_bad"
@@ -285,7 +285,7 @@ def test_an_invoice_that_disagrees_with_the_catalog_is_rejected_with_an_alert(de
     assert (outcome.status, outcome.reason) == ("rejected", reason)
     assert store.ledger == {} and store.balance("u1") == 0
     record = store.events["evt_bad"]
-    assert (record["status"], record["outcome"], record["reason"]) == ("processed", "rejected", reason)
+    assert (record["status"], record["outcome"], record["reason"]) == ("rejected", "rejected", reason)
     alert = store.alerts["subscription_invoice_rejected_in_bad"]
     assert alert["type"] == "subscription_invoice_rejected"
     assert alert["details"]["reason"] == reason and alert["details"]["invoiceId"] == "in_bad"

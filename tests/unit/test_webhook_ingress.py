@@ -76,11 +76,11 @@ def test_future_timestamp_is_accepted_as_stripes_sdk_does(deliver, queue):
     ("t=1700000000", "signature mismatch"),
     ("t=1700000000,v1=0000", "signature mismatch"),
 ])
-def test_missing_or_garbage_signature_header_is_refused(deliver, queue, refusals, header, reason):
+def test_missing_or_garbage_signature_header_is_refused(deliver, queue, store, refusals, header, reason):
     refusal = refused(deliver, completed_event(), header)
     assert (refusal.status, refusal.reason) == (400, reason)
     assert refusals == [reason]
-    assert queue.events == [] and queue.ignored == []
+    assert queue.events == [] and store.events == {}  # a refused body never reaches the inbox
 
 
 def test_wrong_secret_is_refused(deliver, queue):
@@ -120,11 +120,11 @@ def test_non_utf8_body_is_refused(deliver, refusals):
     (json.dumps({"id": "evt_1", "type": "checkout.session.completed", "data": {"object": "cs_1"}}),
      "event has no data.object"),
 ])
-def test_signed_body_that_is_not_an_event_is_refused(deliver, queue, refusals, payload, reason):
+def test_signed_body_that_is_not_an_event_is_refused(deliver, queue, store, refusals, payload, reason):
     refusal = refused(deliver, payload)
     assert (refusal.status, refusal.reason) == (400, reason)
     assert refusals == [reason]
-    assert queue.events == [] and queue.ignored == []
+    assert queue.events == [] and store.events == {}
 
 
 def padded_event(size: int) -> str:
@@ -148,22 +148,44 @@ def test_body_at_the_size_limit_is_accepted_and_one_byte_over_is_refused_with_41
     assert len(queue.events) == 1
 
 
-def test_unhandled_event_type_is_recorded_as_ignored_not_enqueued(deliver, queue):
+def test_unhandled_event_type_is_recorded_as_ignored_in_the_inbox_not_enqueued(deliver, queue, store):
     payload = json.dumps(event({"id": "in_1"}, "invoice.finalized", event_id="evt_inv"))
     assert deliver(payload) == Received("evt_inv", "invoice.finalized", False)
-    assert queue.ignored == [("evt_inv", "invoice.finalized")]
+    assert store.events["evt_inv"]["status"] == "ignored" and "payload" not in store.events["evt_inv"]
     assert queue.events == []
 
 
-def test_failing_to_record_an_ignored_event_still_answers_received(deliver):
-    payload = json.dumps(event({"id": "in_1"}, "invoice.finalized", event_id="evt_inv"))
-    assert deliver(payload, to=BrokenQueue()) == Received("evt_inv", "invoice.finalized", False)
+def test_a_handled_event_is_in_the_inbox_with_its_payload_and_signature_before_it_is_enqueued(deliver, queue, store):
+    payload = completed_event()
+    header = sign(payload)
+    deliver(payload, header)
+    record = store.events["evt_in_1"]
+    assert (record["status"], record["payload"], record["signature"], record["deliveryCount"]) == \
+        ("received", payload, header, 1)
+    assert queue.events == [("evt_in_1", "checkout.session.completed", payload)] and queue.signatures == [header]
 
 
-def test_failing_to_enqueue_a_handled_event_raises_enqueue_failed(deliver, refusals):
-    with pytest.raises(EnqueueFailed, match="broker down"):
-        deliver(completed_event(), to=BrokenQueue())
-    assert refusals == []  # a 503, not a refusal: Stripe delivers it again
+def test_a_redelivery_counts_the_delivery_and_changes_nothing_else(deliver, queue, store):
+    payload = completed_event()
+    deliver(payload)
+    store.events["evt_in_1"]["status"] = "processed"  # the worker finished it meanwhile
+    deliver(payload)
+    record = store.events["evt_in_1"]
+    assert (record["status"], record["deliveryCount"]) == ("processed", 2)
+    assert len(queue.events) == 1  # a known event is not enqueued again: its record decides
+
+
+def test_a_broker_that_refuses_the_job_still_answers_received(deliver, store, refusals):
+    """The inbox holds the event: the sweeper enqueues it later (issue 10)."""
+    assert deliver(completed_event(), to=BrokenQueue()) == Received("evt_in_1", "checkout.session.completed", True)
+    assert store.events["evt_in_1"]["status"] == "received" and refusals == []
+
+
+def test_an_inbox_that_cannot_be_written_is_a_503_and_nothing_is_enqueued(deliver, queue, store, refusals):
+    store.fail["receive_event"] = ConnectionError("firestore down")
+    with pytest.raises(EnqueueFailed, match="inbox unavailable"):
+        deliver(completed_event())
+    assert queue.events == [] and refusals == []  # a 503, not a refusal: Stripe delivers it again
 
 
 def test_signature_alert_hook_counts_refusals_into_one_alert(deps, queue, store):

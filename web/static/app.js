@@ -74,6 +74,8 @@ async function showBalance() {
   return data.tokenBalance;
 }
 
+const ENTRY_TEXT = { subscription_allowance: "plan allowance", dispute_reversal: "dispute reversal" };
+
 async function showLedger() {
   const res = await api("/api/tokens/transactions?limit=10");
   if (!res.ok) return;
@@ -82,7 +84,8 @@ async function showLedger() {
   for (const e of (await res.json()).entries) {
     const li = document.createElement("li");
     const sign = e.amount > 0 ? "+" : "";
-    li.textContent = `${sign}${e.amount} · ${e.type}${e.packageId ? ` (${e.packageId})` : ""} · balance ${e.balanceAfter}`;
+    const kind = ENTRY_TEXT[e.type] || e.type;
+    li.textContent = `${sign}${e.amount} · ${kind}${e.packageId ? ` (${e.packageId})` : ""} · balance ${e.balanceAfter}`;
     list.append(li);
   }
 }
@@ -95,25 +98,27 @@ function showIdentity() {
   return true;
 }
 
-async function buy(packageId, button) {
-  say($("buy-error"), "");
+async function startCheckout(item, button, errorBox) {
+  say(errorBox, "");
   button.disabled = true;
   try {
     const res = await api("/api/checkout", {
       method: "POST",
       headers: { "Content-Type": "application/json", "Idempotency-Key": crypto.randomUUID() },
-      body: JSON.stringify({ packageId }),
+      body: JSON.stringify(item),
     });
     const data = await res.json().catch(() => ({}));
     if (res.ok && data.url) { location.assign(data.url); return; }
-    if (res.status === 401) { say($("buy-error"), "Please sign in again."); setTimeout(signOut, 1500); return; }
-    say($("buy-error"), data.message || `Checkout failed (HTTP ${res.status}).`);
+    if (res.status === 401) { say(errorBox, "Please sign in again."); setTimeout(signOut, 1500); return; }
+    say(errorBox, data.message || `Checkout failed (HTTP ${res.status}).`);
   } catch (err) {
-    say($("buy-error"), "Network error; nothing was charged. Please try again.");
+    say(errorBox, "Network error; nothing was charged. Please try again.");
   } finally {
     button.disabled = false;
   }
 }
+
+function buy(packageId, button) { return startCheckout({ packageId }, button, $("buy-error")); }
 
 function buyPage() {
   if (!showIdentity()) {
@@ -133,8 +138,10 @@ function buyPage() {
   for (const button of document.querySelectorAll("button.buy")) {
     button.addEventListener("click", () => buy(button.dataset.package, button));
   }
+  planButtons();
   showBalance();
   showLedger();
+  loadPlans();
 }
 
 const STATUS_TEXT = {
@@ -148,6 +155,8 @@ async function successPage() {
   const sid = cfg.sessionId;
   const status = $("status");
   if (!showIdentity()) { say(status, "Payment received."); show($("signin-hint")); return; }
+  const planCheckout = await api(`/api/plan-checkouts/${encodeURIComponent(sid)}`);
+  if (planCheckout.ok) { await planSuccess(sid, await planCheckout.json()); return; }
   await api(`/api/purchases/${encodeURIComponent(sid)}/confirm`, { method: "POST" });
   const started = Date.now();
   let lastConfirm = started;
