@@ -74,6 +74,12 @@ class PurchaseGate(Protocol):
     def record_purchase(self, user_id: str, session_id: str, now_ms: int) -> Velocity:
         """A paid purchase enters the windows (once per session) and leaves the open checkouts."""
 
+    def windows_known(self, user_id: str) -> bool:
+        """False after Redis lost the user's windows: rebuild them before admitting a checkout."""
+
+    def restore(self, user_id: str, purchases: list[tuple[str, int]], open_checkouts: list[tuple[str, int]]) -> None:
+        """Put back (session id, ms) of fulfilled purchases and (session id, expiry ms) of open checkouts."""
+
 
 class UserLock(Protocol):
     def __call__(self, user_id: str) -> AbstractContextManager[None]:

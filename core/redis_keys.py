@@ -40,3 +40,9 @@ DEAD_LETTER_SPOOL = f"{PREFIX}deadletter:spool"
 def checkout_attempt(user_id: str, client_key: str) -> str:
     """One checkout attempt per (user, Idempotency-Key): its pinned parameters and, once created, its session."""
     return f"{PREFIX}checkout:{{{user_id}}}:{client_key}"
+
+
+def windows_known(user_id: str) -> str:
+    """Present while the user's velocity and reservation windows are complete in Redis; gone
+    after Redis lost its data, so the windows are rebuilt from Firestore first."""
+    return f"{PREFIX}windows:known:{{{user_id}}}"

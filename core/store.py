@@ -51,6 +51,12 @@ class Records(Protocol):
 
     def record_checkout(self, session_id: str, fields: Mapping[str, Any]) -> None: ...
 
+    def recent_purchases(self, user_id: str, since: float) -> list[dict]:
+        """The user's payment records fulfilled since ``since`` (unix seconds), with ``id``."""
+
+    def recent_checkouts(self, user_id: str, since: float) -> list[dict]:
+        """The Checkout Sessions tokenbank created for the user since ``since``, with ``id``."""
+
     def get_checkout(self, session_id: str) -> Mapping[str, Any] | None: ...
 
     def find_purchase_by_payment_intent(self, payment_intent: str) -> tuple[str, Mapping[str, Any]] | None: ...

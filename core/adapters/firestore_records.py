@@ -164,6 +164,17 @@ class FirestoreRecords:
         """The Checkout Session tokenbank created for a user (who may confirm it, until when)."""
         self._ref(CHECKOUTS, session_id).set({**fields, "createdAt": firestore.SERVER_TIMESTAMP})
 
+    def recent_purchases(self, user_id: str, since: float) -> list[dict]:
+        return self._since(PURCHASES, user_id, "fulfilledAt", since)
+
+    def recent_checkouts(self, user_id: str, since: float) -> list[dict]:
+        return self._since(CHECKOUTS, user_id, "createdAt", since)
+
+    def _since(self, collection: str, user_id: str, field: str, since: float) -> list[dict]:
+        query = (self.db.collection(collection).where(filter=FieldFilter("userId", "==", user_id))
+                 .where(filter=FieldFilter(field, ">=", datetime.fromtimestamp(since, timezone.utc))).limit(500))
+        return [{"id": s.id, **s.to_dict()} for s in query.stream()]
+
     def get_checkout(self, session_id: str) -> Mapping[str, Any] | None:
         return self._ref(CHECKOUTS, session_id).get().to_dict()
 

@@ -7,6 +7,7 @@ never a balance (the Firestore transaction alone keeps money correct).
 """
 from __future__ import annotations
 
+from core import redis_keys
 from core.adapters import purchase_gate, user_lock, velocity
 
 
@@ -29,6 +30,20 @@ class RedisLimits:
 
     def record_purchase(self, user_id: str, session_id: str, now_ms: int) -> velocity.Velocity:
         return velocity.record_purchase(self.redis, user_id, session_id, now_ms)
+
+    def windows_known(self, user_id: str) -> bool:
+        return bool(self.redis.exists(redis_keys.windows_known(user_id)))
+
+    def restore(self, user_id: str, purchases: list[tuple[str, int]], open_checkouts: list[tuple[str, int]]) -> None:
+        """Put back what Firestore says (members are session ids, so nothing counts twice), then
+        mark the windows known for a day (the longest window)."""
+        pipe = self.redis.pipeline(transaction=True)
+        if purchases:
+            pipe.zadd(redis_keys.velocity(user_id), {session: ms for session, ms in purchases})
+        if open_checkouts:
+            pipe.zadd(redis_keys.reservations(user_id), {session: ms for session, ms in open_checkouts})
+        pipe.set(redis_keys.windows_known(user_id), "1", ex=25 * 3600)
+        pipe.execute()
 
     # -- UserLock -------------------------------------------------------------------------
     def __call__(self, user_id: str):

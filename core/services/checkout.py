@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Callable
 
 from core.domain.errors import InvalidRequest  # noqa: F401  (re-exported for the API)
+from core.services.limits import ensure_windows
 from core import metrics, redis_keys
 from core.deps import Deps
 from core.domain.errors import KeyConflict
@@ -198,6 +199,7 @@ def _gated_session(deps: Deps, user_id: str, client_key: object, params: Callabl
         return CheckoutStarted(attempt.session["id"], attempt.session["url"], attempt.session["expiresAt"])
     expires_at = attempt.expires_at
     placeholder = f"pending:{client_key}"  # one place per key, whatever happens to its retries
+    ensure_windows(deps, user_id)  # Redis may have lost them: never admit on an empty window
     decision = deps.gate.reserve(user_id, placeholder, int(now * 1000), expires_at * 1000)
     if not decision.allowed:
         metrics.RATE_LIMITED.inc()

@@ -153,7 +153,15 @@ class FakeLedgerStore:
         return copy.deepcopy(self.purchases.get(session_id))
 
     def record_checkout(self, session_id: str, fields: Mapping[str, Any]) -> None:
-        self.docs["checkouts"][session_id] = dict(fields)
+        self.docs["checkouts"][session_id] = {**dict(fields), "createdAt": FIXED_NOW}
+
+    def recent_purchases(self, user_id: str, since: float) -> list[dict]:
+        return [{"id": k, **copy.deepcopy(v)} for k, v in self.purchases.items() if v.get("userId") == user_id
+                and isinstance(v.get("fulfilledAt"), datetime) and v["fulfilledAt"].timestamp() >= since]
+
+    def recent_checkouts(self, user_id: str, since: float) -> list[dict]:
+        return [{"id": k, **copy.deepcopy(v)} for k, v in self.docs["checkouts"].items()
+                if v.get("userId") == user_id and v.get("createdAt", since) >= since]
 
     def get_checkout(self, session_id: str) -> Mapping[str, Any] | None:
         return copy.deepcopy(self.docs["checkouts"].get(session_id))
