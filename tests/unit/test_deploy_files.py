@@ -539,6 +539,12 @@ def container_ports(service: dict) -> dict[int, int]:
     return out
 
 
+def test_compose_restarts_every_app_process_that_dies(compose):
+    """A worker main process can die on a Redis restart (issue 10): it must come back by itself."""
+    for name in APP_SERVICES:
+        assert compose["services"][name].get("restart") in ("unless-stopped", "always"), name
+
+
 def test_compose_publishes_flower_on_the_loopback_only(compose):
     """Flower's API can publish tasks: only an operator on the machine may reach it (issue 9 §2.1)."""
     mappings = [str(m) for m in compose["services"]["flower"].get("ports", [])]
