@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 from datetime import datetime, timezone
 import itertools
+from collections import Counter
 import json
 from typing import Any, Callable, Mapping
 
@@ -39,14 +40,16 @@ def check_firestore_doc_id(doc_id: object) -> None:
 
 
 class _DictBackend:
-    """The few transaction operations DocumentTx needs, on plain dicts; applied at commit."""
+    """The few transaction operations DocumentTx needs, on plain dicts; applied at commit.
+    ``counts`` (shared with the unit of work) counts document reads and writes, as Firestore bills them."""
 
-    def __init__(self, docs: dict[str, dict[str, dict]], now: Callable[[], Any]):
-        self.docs, self.now, self.ops = docs, now, []
+    def __init__(self, docs: dict[str, dict[str, dict]], now: Callable[[], Any], counts: Counter):
+        self.docs, self.now, self.ops, self.counts = docs, now, [], counts
 
     def read(self, paths):
         for _, doc_id in paths:
             check_firestore_doc_id(doc_id)
+        self.counts["reads"] += len(paths)
         return [copy.deepcopy(self.docs.get(c, {}).get(d)) for c, d in paths]
 
     def set(self, path, fields, merge):
@@ -59,6 +62,7 @@ class _DictBackend:
         self.ops.append(("create", path, fields))
 
     def commit(self) -> None:
+        self.counts["writes"] += len(self.ops)
         stamp = self.now()
         for kind, (collection, doc_id), fields in self.ops:
             check_firestore_doc_id(doc_id)
@@ -74,12 +78,13 @@ class FakeUnitOfWork:
     """core.ports.UnitOfWork on dicts: all of a unit's writes or none. ``fail`` raises once."""
 
     def __init__(self, docs: dict, now: Callable[[], Any]):
-        self.docs, self.now, self.fail = docs, now, []
+        self.docs, self.now, self.fail, self.counts = docs, now, [], Counter()
 
     def run(self, work):
         if self.fail:
             raise self.fail.pop(0)
-        backend = _DictBackend(self.docs, self.now)
+        self.counts["transactions"] += 1
+        backend = _DictBackend(self.docs, self.now, self.counts)
         tx = DocumentTx(backend)
         result = work(tx)
         tx.flush()
@@ -127,6 +132,7 @@ class FakeLedgerStore:
     def receive_event(self, event_id: str, fields: Mapping[str, Any]) -> bool:
         self._maybe_fail("receive_event")
         check_firestore_doc_id(event_id)
+        self.uow.counts["writes"] += 1  # Firestore: one create, or one update of a known event
         if event_id in self.events:
             record = self.events[event_id]
             record["deliveryCount"] = record.get("deliveryCount", 0) + 1
