@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl
 
 from flask import Blueprint, Response, current_app, request
 
-from . import catalog, checkout, objects, payments
+from . import catalog, checkout, objects, payments, strict
 from .errors import StripeError, invalid_param
 from .events import Sandbox, current_request, emit, matches_type
 from .forms import get_bool, get_int, get_list, get_metadata, get_str, parse_pairs
@@ -89,6 +89,11 @@ def _fingerprint() -> tuple:
 
 
 def api_route(rule: str, methods=("GET",)):
+    """Registers a /v1 route. Each request is authenticated, checked against the route's entry
+    in sandbox/strict.py ROUTES (unknown parameters, value kinds, expand paths), run under the
+    store's lock, and answered as Stripe would (errors in its shape, idempotent replays)."""
+    full_rule = (bp.url_prefix or "") + rule
+
     def decorator(fn):
         @functools.wraps(fn)
         def view(**kwargs):
@@ -116,7 +121,10 @@ def api_route(rule: str, methods=("GET",)):
                                                "Idempotency-Key": idem_key})
                 token = current_request.set((request_id, idem_key))
                 try:
-                    result = fn(s, _params(), **kwargs)
+                    params = _params()
+                    strict.check_request(request.method, full_rule, params,  # what Stripe would refuse
+                                         request.headers.get("Stripe-Version"))
+                    result = fn(s, params, **kwargs)
                     status, body = 200, dumps(result)
                 except StripeError as e:
                     status, body = e.status, dumps(e.body(request_id))
@@ -146,6 +154,8 @@ def _expand_value(s: Sandbox, stored: dict, rendered: dict, path: list[str], ful
     if stored.get("object") == "checkout.session" and head == "line_items":
         items = checkout.line_items_list(stored)
         data = [public(li) for li in items]
+        if rest and rest[0] == "data":  # line_items.data.price.product, as Stripe spells it
+            rest = rest[1:]
         if rest:
             for li_stored, li in zip(items, data):
                 _expand_value(s, li_stored, li, rest, full)

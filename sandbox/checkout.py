@@ -4,33 +4,38 @@ from __future__ import annotations
 
 import re
 
-from . import objects
+from . import objects, strict
 from .catalog import price_from_params
 from .errors import StripeError, invalid_param, missing_param
 from .events import Sandbox
-from .forms import get_bool, get_dict, get_int, get_list, get_metadata, get_str, reject_unknown
+from .forms import get_bool, get_dict, get_int, get_list, get_metadata, get_str
 
-SESSION_PARAMS = {
-    "adaptive_pricing", "after_expiration", "allow_promotion_codes", "automatic_tax", "billing_address_collection",
-    "branding_settings", "cancel_url", "client_reference_id", "consent_collection", "currency", "custom_fields",
-    "custom_text", "customer", "customer_account", "customer_creation", "customer_email", "customer_update",
-    "discounts", "excluded_payment_method_types", "expand", "expires_at", "integration_identifier",
-    "invoice_creation", "line_items", "locale", "managed_payments", "metadata", "mode", "name_collection",
-    "optional_items", "origin_context", "payment_intent_data", "payment_method_collection",
-    "payment_method_configuration", "payment_method_data", "payment_method_options", "payment_method_types",
-    "permissions", "phone_number_collection", "redirect_on_completion", "return_url",
-    "saved_payment_method_options", "setup_intent_data", "shipping_address_collection", "shipping_options",
-    "submit_type", "subscription_data", "success_url", "tax_id_collection", "ui_mode", "wallet_options",
+# Which parameters exist (and their kinds) is checked before this module runs, from the SDK's
+# SessionCreateParams (sandbox/strict.py); what is left here is Stripe's rules between them.
+
+# Parameters Stripe accepts only in some modes (the SDK's docs: "for Checkout Sessions in
+# `subscription` mode", "Can only be set in `payment` and `setup` mode" ...).
+MODE_ONLY = {
+    "payment_intent_data": ("payment",),
+    "invoice_creation": ("payment",),
+    "customer_creation": ("payment", "setup"),
+    "subscription_data": ("subscription",),
+    "payment_method_collection": ("subscription",),
+    "setup_intent_data": ("setup",),
+    "submit_type": ("payment", "subscription"),
+    "saved_payment_method_options": ("payment", "subscription"),
 }
-LINE_ITEM_PARAMS = {"price", "price_data", "quantity", "adjustable_quantity", "dynamic_tax_rates", "tax_rates", "metadata"}
-PRICE_DATA_PARAMS = {"currency", "product", "product_data", "unit_amount", "unit_amount_decimal", "recurring", "tax_behavior"}
-PRODUCT_DATA_PARAMS = {"name", "description", "images", "metadata", "tax_code", "unit_label"}
-ADAPTIVE_PRICING_PARAMS = {"enabled"}
+# The pinned version's ui_mode values (hosted_page, embedded_page, elements, form; not the
+# older `hosted`); the sandbox serves only its own hosted page.
+UI_MODE_DEFAULT = "hosted_page"
+
+
+def ui_modes() -> tuple[str, ...]:
+    return tuple(sorted(strict.params_shape(("POST", "/v1/checkout/sessions")).fields["ui_mode"].choices))
+
+
 # Without `adaptive_pricing[enabled]` Stripe uses the account's Dashboard setting; the sandbox's is off.
 ADAPTIVE_PRICING_DEFAULT = False
-PI_DATA_PARAMS = {"application_fee_amount", "capture_method", "description", "metadata", "on_behalf_of",
-                  "receipt_email", "setup_future_usage", "shipping", "statement_descriptor",
-                  "statement_descriptor_suffix", "transfer_data", "transfer_group"}
 
 # Stripe's minimum charge amounts for the common currencies (smallest unit).
 MINIMUM_AMOUNTS = {"usd": 50, "eur": 50, "gbp": 30, "cad": 50, "aud": 50, "chf": 50, "jpy": 50, "sek": 300, "nok": 300, "dkk": 250}
@@ -60,7 +65,6 @@ def _line_items(sb: Sandbox, params: dict, mode: str) -> list[dict]:
         base = f"line_items[{i}]"
         if not isinstance(li, dict):
             raise invalid_param(base, f"Invalid hash: {base}")
-        reject_unknown(li, LINE_ITEM_PARAMS, base)
         price_id = get_str(li, "price", param=f"{base}[price]")
         price_data = get_dict(li, "price_data", param=f"{base}[price_data]")
         if price_id and price_data:
@@ -73,8 +77,6 @@ def _line_items(sb: Sandbox, params: dict, mode: str) -> list[dict]:
             if not price["active"]:
                 raise invalid_param(f"{base}[price]", f"The price specified ({price_id}) is inactive.")
         elif price_data:
-            reject_unknown(price_data, PRICE_DATA_PARAMS, f"{base}[price_data]")
-            reject_unknown(get_dict(price_data, "product_data"), PRODUCT_DATA_PARAMS, f"{base}[price_data][product_data]")
             price = price_from_params(sb, price_data, prefix=f"{base}[price_data]", emit_events=False)
         else:
             raise StripeError(400, f"Missing required param: {base}[price].", code="parameter_missing", param=f"{base}[price]")
@@ -97,16 +99,21 @@ def _line_items(sb: Sandbox, params: dict, mode: str) -> list[dict]:
 
 
 def create_session(sb: Sandbox, params: dict) -> dict:
-    reject_unknown(params, SESSION_PARAMS)
     now = sb.store.now()
     mode = get_str(params, "mode", required=True)
     if mode == "setup":
         raise invalid_param("mode", "The sandbox does not support mode=setup (only payment and subscription).")
     if mode not in ("payment", "subscription"):
         raise invalid_param("mode", f"Invalid mode: must be one of payment, setup, or subscription")
-    ui_mode = get_str(params, "ui_mode") or "hosted"
-    if ui_mode != "hosted":
-        raise invalid_param("ui_mode", "The sandbox only serves ui_mode=hosted.")
+    for name, modes in MODE_ONLY.items():
+        if params.get(name) not in (None, "", {}, []) and mode not in modes:
+            raise invalid_param(name, f"You can not pass `{name}` in `{mode}` mode.")
+    ui_mode = get_str(params, "ui_mode") or UI_MODE_DEFAULT
+    if ui_mode not in ui_modes():
+        *head, tail = ui_modes()
+        raise invalid_param("ui_mode", f"Invalid ui_mode: must be one of {', '.join(head)}, or {tail}")
+    if ui_mode != UI_MODE_DEFAULT:
+        raise invalid_param("ui_mode", f"The sandbox only serves ui_mode={UI_MODE_DEFAULT} (its page at the session's url).")
     success_url = _url(params, "success_url")
     cancel_url = _url(params, "cancel_url")
     expires_at = get_int(params, "expires_at")
@@ -125,15 +132,13 @@ def create_session(sb: Sandbox, params: dict) -> dict:
     client_reference_id = get_str(params, "client_reference_id", max_len=200)
     metadata = get_metadata(params)
     pi_data = get_dict(params, "payment_intent_data")
-    if pi_data and mode != "payment":
-        raise invalid_param("payment_intent_data", "You can not pass `payment_intent_data` in `subscription` mode.")
-    reject_unknown(pi_data, PI_DATA_PARAMS, "payment_intent_data")
     if get_str(pi_data, "capture_method") == "manual":
         raise invalid_param("payment_intent_data[capture_method]", "The sandbox does not support manual capture.")
     adaptive_pricing = get_dict(params, "adaptive_pricing")
-    reject_unknown(adaptive_pricing, ADAPTIVE_PRICING_PARAMS, "adaptive_pricing")
     adaptive_enabled = get_bool(adaptive_pricing, "enabled", ADAPTIVE_PRICING_DEFAULT, param="adaptive_pricing[enabled]")
-    pm_types = [str(t) for t in get_list(params, "payment_method_types")] or ["card"]
+    # allowed_payment_method_types filters what Stripe would offer; the sandbox offers exactly those
+    pm_types = [str(t) for t in get_list(params, "payment_method_types")] or \
+        [str(t) for t in get_list(params, "allowed_payment_method_types")] or ["card"]
     items = _line_items(sb, params, mode)
     currency = items[0]["currency"]
     total = sum(li["amount_total"] for li in items)
@@ -146,7 +151,7 @@ def create_session(sb: Sandbox, params: dict) -> dict:
         url=f"{sb.public_url}/pay/{{ID}}", success_url=success_url, cancel_url=cancel_url,
         client_reference_id=client_reference_id, customer_id=customer_id, customer_email=customer_email,
         metadata=metadata, payment_method_types=pm_types, locale=get_str(params, "locale"),
-        submit_type=get_str(params, "submit_type"), adaptive_pricing=adaptive_enabled)
+        submit_type=get_str(params, "submit_type"), ui_mode=ui_mode, adaptive_pricing=adaptive_enabled)
     cs["_line_items"] = items
     cs["_pi_data"] = {
         "metadata": get_metadata(pi_data, param="payment_intent_data[metadata]"),
