@@ -26,6 +26,15 @@ class Records(Protocol):
         ``deliveryCount`` 1, ``receivedAt``) in one write; if it exists, only count the delivery
         (never a second record, never a reset status). Returns whether it was new."""
 
+    def request_job(self, job_id: str, fields: Mapping[str, Any]) -> None:
+        """A job that carries money, made durable before it is published (``jobs/{job_id}``,
+        status ``requested``); asking again for the same job merges into the same record."""
+
+    def finish_job(self, job_id: str, status: str, fields: Mapping[str, Any]) -> None: ...
+
+    def requested_jobs(self, requested_before: float, limit: int) -> list[dict]:
+        """Jobs still ``requested`` that were asked for before ``requested_before``, oldest first."""
+
     def received_events(self, received_before: float, limit: int) -> list[dict]:
         """Inbox records still ``received`` that arrived before ``received_before`` (unix seconds),
         oldest first, at most ``limit`` (the sweeper's batch)."""

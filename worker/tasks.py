@@ -7,6 +7,7 @@ from __future__ import annotations
 from broker import task_names
 from core.domain.errors import UnverifiedJob
 from core.services.dead_letters import dead_letter_event
+from core.services.inbox import INVOICE, SESSION, job_id
 from core.services.verified_jobs import verified_event
 from core.handlers.checkout import fulfil_session_by_id
 from core.handlers.plans import fulfil_invoice_by_id
@@ -44,21 +45,28 @@ def record_ignored_event_task(self, event_id: str, event_type: str) -> None:
 @app.task(name=task_names.FULFIL_CHECKOUT_SESSION, bind=True, base=MoneyTask)
 def fulfil_checkout_session_task(self, session_id: str, source: str) -> dict:
     """The success page's (and reconciliation's) request: fulfil from what Stripe says."""
-    return self.run_guarded(
-        lambda: fulfil_session_by_id(deps(), session_id, source).as_dict(),
-        lambda exc, attempts: None,  # nothing to dead-letter: the webhook and reconciliation still cover it
-        {"session_id": session_id, "source": source},
-    )
+    return _durable_job(self, SESSION, session_id, source, lambda: fulfil_session_by_id(deps(), session_id, source))
 
 
 @app.task(name=task_names.FULFIL_INVOICE, bind=True, base=MoneyTask)
 def fulfil_invoice_task(self, invoice_id: str, source: str) -> dict:
     """Reconciliation's request for a plan invoice whose invoice.paid never arrived."""
-    return self.run_guarded(
-        lambda: fulfil_invoice_by_id(deps(), invoice_id, source).as_dict(),
-        lambda exc, attempts: None,  # the next reconciliation run asks again
-        {"invoice_id": invoice_id, "source": source},
-    )
+    return _durable_job(self, INVOICE, invoice_id, source, lambda: fulfil_invoice_by_id(deps(), invoice_id, source))
+
+
+def _durable_job(task, kind: str, target: str, source: str, work) -> dict:
+    """Run a fulfilment request and close its ``jobs`` record: done, or failed after the last try
+    (a lost job stays ``requested`` and the inbox sweep publishes it again)."""
+    def run() -> dict:
+        outcome = work().as_dict()
+        deps().store.finish_job(job_id(kind, target), "done", {"outcome": outcome.get("status")})
+        return outcome
+
+    def give_up(exc: BaseException, attempts: int):
+        deps().store.finish_job(job_id(kind, target), "failed",
+                                {"error": f"{type(exc).__name__}: {exc}"[:500], "attempts": attempts})
+
+    return task.run_guarded(run, give_up, {"job": job_id(kind, target), "source": source})
 
 
 @app.task(name=task_names.JOB_RECONCILE, bind=True, base=MoneyTask, soft_time_limit=600, time_limit=900)

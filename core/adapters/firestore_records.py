@@ -20,7 +20,7 @@ from core.domain.records import Alert
 from core.store import InvalidCursor
 
 USERS, LEDGER, PURCHASES, EVENTS, ALERTS = "users", "transactions", "purchases", "stripe_events", "security_alerts"
-DISPUTES, OPS_LOG, CHECKOUTS = "disputes", "ops_log", "checkouts"
+DISPUTES, OPS_LOG, CHECKOUTS, JOBS = "disputes", "ops_log", "checkouts", "jobs"
 # Bounded per-call deadline for reads outside transactions (readiness probe).
 PING_TIMEOUT_SECONDS = 3.0
 
@@ -106,6 +106,21 @@ class FirestoreRecords:
         except AlreadyExists:
             ref.update({"deliveryCount": firestore.Increment(1), "lastReceivedAt": now})
             return False
+
+    def request_job(self, job_id: str, fields: Mapping[str, Any]) -> None:
+        now = firestore.SERVER_TIMESTAMP
+        self._ref(JOBS, job_id).set({**fields, "status": "requested", "requestedAt": now, "updatedAt": now},
+                                    merge=True)
+
+    def finish_job(self, job_id: str, status: str, fields: Mapping[str, Any]) -> None:
+        self._ref(JOBS, job_id).set({**fields, "status": status, "updatedAt": firestore.SERVER_TIMESTAMP},
+                                    merge=True)
+
+    def requested_jobs(self, requested_before: float, limit: int) -> list[dict]:
+        cutoff = datetime.fromtimestamp(requested_before, timezone.utc)
+        query = (self.db.collection(JOBS).where(filter=FieldFilter("status", "==", "requested"))
+                 .where(filter=FieldFilter("requestedAt", "<", cutoff)).order_by("requestedAt").limit(limit))
+        return [{"id": s.id, **s.to_dict()} for s in query.stream()]
 
     def received_events(self, received_before: float, limit: int) -> list[dict]:
         cutoff = datetime.fromtimestamp(received_before, timezone.utc)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from core.domain.payment import PACKAGE, PLAN_INVOICE, PaymentLink
+from core.domain.payment import PaymentLink
 from core.domain.records import IGNORED, EventRef
 from core.domain.stripe_objects import invoice_subscription, mapping, user_problem
 
@@ -22,7 +22,6 @@ log = logging.getLogger("tokenbank.reversals")
 @dataclass(frozen=True)
 class Owner:
     user_id: str
-    kind: str  # package | plan_invoice
 
 
 def owner_or_ignore(deps, ref: EventRef, payment_intent: str | None) -> Owner | None:
@@ -38,17 +37,17 @@ def owner_or_ignore(deps, ref: EventRef, payment_intent: str | None) -> Owner | 
 def owner_of(deps, payment_intent: str) -> Owner | None:
     link = deps.uow.run(lambda tx: tx.get(PaymentLink, payment_intent))
     if link is not None and link.user_id:
-        return Owner(link.user_id, PLAN_INVOICE if link.payment_id and link.payment_id.startswith("in_") else PACKAGE)
+        return Owner(link.user_id)
     intent = deps.payments.payment_intent(payment_intent)
     if intent is None:
         return None
     metadata = mapping(intent.get("metadata"))
     if not user_problem(metadata.get("userId")) and deps.catalog.get(metadata.get("packageId")) is not None:
-        return Owner(metadata["userId"], PACKAGE)
+        return Owner(metadata["userId"])
     invoice = deps.payments.invoice_for_payment_intent(payment_intent)
     if invoice is None:
         return None
     _, sub_metadata = invoice_subscription(invoice)
     if not user_problem(sub_metadata.get("userId")) and deps.catalog.plan(sub_metadata.get("planId")) is not None:
-        return Owner(sub_metadata["userId"], PLAN_INVOICE)
+        return Owner(sub_metadata["userId"])
     return None

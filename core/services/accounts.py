@@ -9,6 +9,7 @@ from core import redis_keys
 from core.services.checkout import InvalidRequest, RateLimited
 from core.deps import Deps
 from core.domain.errors import UnknownPurchase
+from core.services.inbox import SESSION, request_fulfilment
 from core.errors import EnqueueFailed
 from core.domain.ids import is_valid_doc_id
 from core.store import InvalidCursor
@@ -101,6 +102,6 @@ def request_confirmation(deps: Deps, queue, user_id: str, session_id: object) ->
     if not owns_session(deps, user_id, session_id):
         raise UnknownPurchase("no such purchase for this account")
     try:
-        queue.request_fulfilment(session_id, "success_page")
-    except Exception as exc:
+        request_fulfilment(deps, queue, SESSION, session_id, "success_page")
+    except Exception as exc:  # Firestore did not take the request: 503, the page asks again
         raise EnqueueFailed(str(exc)) from exc

@@ -8,6 +8,12 @@ on a schedule (beat, every ``INBOX_SWEEP_EVERY_SECONDS``), when a worker starts,
 grace at all — when the broker's Redis comes back empty (its marker key is gone). A record swept
 in the last grace period is skipped, so a slow backlog is not multiplied. Sweeping is safe to
 repeat: the worker verifies each job again and every handler is idempotent.
+
+The other jobs that carry money — the success page's and reconciliation's "fulfil this Checkout
+Session / invoice from what Stripe says" — are made durable the same way (``request_fulfilment``:
+``jobs/{id}`` status ``requested`` before the job is published; the worker marks it ``done`` or
+``failed``), and the same sweep publishes again those still ``requested``. A replayed dead letter
+goes back to ``received`` in the inbox, so it is swept too.
 """
 from __future__ import annotations
 
@@ -18,6 +24,31 @@ from core import metrics
 
 log = logging.getLogger("tokenbank.inbox")
 SWEEP_MARKER = "tb:inbox:broker-alive"  # in the broker's Redis: missing after it lost its data
+
+
+SESSION, INVOICE = "checkout_session", "invoice"
+
+
+def job_id(kind: str, target: str) -> str:
+    return f"fulfil_{kind}_{target}"
+
+
+def request_fulfilment(deps, queue, kind: str, target: str, source: str) -> None:
+    """Durable first (a Firestore failure propagates: the caller answers 503), then published;
+    a broker that refuses loses nothing, the sweep publishes it."""
+    deps.store.request_job(job_id(kind, target), {"kind": kind, "target": target, "source": source})
+    try:
+        _publish(queue, kind, target, source)
+    except Exception as exc:
+        log.warning("fulfilment request kept for the sweep: the broker refused it: %s", exc,
+                    extra={"job": job_id(kind, target)})
+
+
+def _publish(queue, kind: str, target: str, source: str) -> None:
+    if kind == INVOICE:
+        queue.request_invoice_fulfilment(target, source)
+    else:
+        queue.request_fulfilment(target, source)
 
 
 def sweep(deps, queue, grace_seconds: float, limit: int = 500, broker=None) -> dict:
@@ -40,6 +71,17 @@ def sweep(deps, queue, grace_seconds: float, limit: int = 500, broker=None) -> d
         metrics.INBOX_SWEPT.inc()
         log.info("inbox record enqueued again", extra={"event_id": record["id"], "event_type": record.get("type"),
                                                         "sweeps": int(record.get("sweeps") or 0) + 1})
-    if counts["requeued"]:
-        log.warning("inbox sweep enqueued %d event(s) whose job was not processed", counts["requeued"])
+    for job in deps.store.requested_jobs(now - grace_seconds, limit):
+        swept_at = job.get("sweptAt")
+        if grace_seconds and isinstance(swept_at, (int, float)) and now - swept_at < grace_seconds:
+            counts["recently_swept"] += 1
+            continue
+        _publish(queue, job.get("kind") or SESSION, job.get("target") or "", job.get("source") or "sweep")
+        deps.store.finish_job(job["id"], "requested", {"sweptAt": now, "sweeps": int(job.get("sweeps") or 0) + 1})
+        counts["jobs_requeued"] += 1
+        metrics.INBOX_SWEPT.inc()
+        log.info("fulfilment request published again", extra={"job": job["id"]})
+    if counts["requeued"] or counts["jobs_requeued"]:
+        log.warning("inbox sweep enqueued %d event(s) and %d request(s) that were not processed",
+                    counts["requeued"], counts["jobs_requeued"])
     return dict(counts)

@@ -26,6 +26,7 @@ from core.domain.dispute import CLOSED_STATUSES
 from core.domain.stripe_objects import invoice_subscription
 from core.handlers.ownership import owner_of
 from core.handlers.plans import CREDITED_BILLING_REASONS, is_plan_session
+from core.services.inbox import INVOICE, SESSION, request_fulfilment
 
 log = logging.getLogger("tokenbank.reconcile")
 
@@ -120,7 +121,7 @@ def _session(deps, queue, session: CheckoutSession, report: ReconcileReport, hou
     if not deps.redis.set(marker, "1", nx=True, ex=hours * 3600):
         report.counts["already_requested"] += 1
         return
-    queue.request_fulfilment(session.id, "reconciliation")
+    request_fulfilment(deps, queue, SESSION, session.id, "reconciliation")
     report.enqueued.append(session.id)
     report.find("missed_fulfilment", sessionId=session.id, userId=claimed_user_id(session))
 
@@ -141,7 +142,7 @@ def _invoice(deps, queue, invoice: dict, report: ReconcileReport, hours: int) ->
     if not deps.redis.set(redis_keys.reconcile_requested(invoice_id), "1", nx=True, ex=hours * 3600):
         report.counts["already_requested"] += 1
         return
-    queue.request_invoice_fulfilment(invoice_id, "reconciliation")
+    request_fulfilment(deps, queue, INVOICE, invoice_id, "reconciliation")
     report.enqueued.append(invoice_id)
     report.find("missed_allowance", invoiceId=invoice_id, userId=metadata.get("userId"), subscriptionId=sub_id)
 

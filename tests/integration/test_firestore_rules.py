@@ -34,7 +34,7 @@ ALICE_ACCOUNT = {
 # Every server-owned collection the issue names, one it does not, and a user's subcollection.
 SERVER_ONLY = ["purchases/cs_alice", "stripe_events/evt_alice", "security_alerts/purchase_rejected_cs_alice",
                "disputes/dp_1", "idempotency_keys/key_alice", "subscriptions/alice", "audit_runs/run_1",
-               "payment_intents/pi_alice", "checkouts/cs_alice", "not_in_the_rules/doc_1",
+               "payment_intents/pi_alice", "checkouts/cs_alice", "jobs/fulfil_x", "not_in_the_rules/doc_1",
                "users/alice/private/doc_1"]
 SEED = {
     "users/alice": ALICE_ACCOUNT,

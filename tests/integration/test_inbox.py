@@ -107,3 +107,25 @@ def test_a_signed_body_that_no_longer_parses_is_dead_lettered_with_the_reason(de
                                                     events.sign(payload, secret))
     eventually(lambda: (doc(deps, "stripe_events", "evt_broken_body") or {}).get("status") == "dead_lettered")
     assert "MalformedEvent" in doc(deps, "stripe_events", "evt_broken_body")["error"]
+
+
+class RefusingFulfilmentQueue:
+    def request_fulfilment(self, *args):
+        raise redis_lib.ConnectionError("broker down")
+
+    request_invoice_fulfilment = request_fulfilment
+
+
+def test_a_fulfilment_request_the_broker_lost_is_swept_and_closed(deps, worker, celery_producer, stripe_sandbox):
+    """The success page's "fulfil from Stripe" is durable too: jobs/{id} before the publish."""
+    from tests.integration.test_user_api import auth, checkout, pay
+
+    client = app_with(deps, RefusingFulfilmentQueue())
+    session_id = checkout(client, "confirmer", "basic").json["sessionId"]
+    pay(stripe_sandbox, session_id)  # this sandbox sends no webhook: only the request can credit it
+    assert client.post(f"/api/purchases/{session_id}/confirm", headers=auth("confirmer")).status_code == 202
+    job = doc(deps, "jobs", f"fulfil_checkout_session_{session_id}")
+    assert job["status"] == "requested" and job["source"] == "success_page"
+    assert sweep(deps, CeleryEventQueue(celery_producer), grace_seconds=0).get("jobs_requeued") == 1
+    credited(deps, "confirmer", 200)
+    eventually(lambda: doc(deps, "jobs", f"fulfil_checkout_session_{session_id}")["status"] == "done")

@@ -100,7 +100,7 @@ class FakeLedgerStore:
     def __init__(self) -> None:
         self.docs: dict[str, dict[str, dict]] = {name: {} for name in (
             "users", "transactions", "purchases", "stripe_events", "security_alerts", "payment_intents", "disputes",
-            "checkouts", "ops_log")}
+            "checkouts", "ops_log", "jobs")}
         self.users, self.ledger, self.purchases = self.docs["users"], self.docs["transactions"], self.docs["purchases"]
         self.events, self.alerts = self.docs["stripe_events"], self.docs["security_alerts"]
         self.alert_writes: list[str] = []  # alert ids written outside a unit of work, in order
@@ -141,6 +141,19 @@ class FakeLedgerStore:
         self.events[event_id] = {**copy.deepcopy(dict(fields)), "deliveryCount": 1, "receivedAt": now,
                                  "lastReceivedAt": now}
         return True
+
+    def request_job(self, job_id: str, fields: Mapping[str, Any]) -> None:
+        self._maybe_fail("request_job")
+        self.docs["jobs"].setdefault(job_id, {}).update({**dict(fields), "status": "requested",
+                                                         "requestedAt": self.uow.now()})
+
+    def finish_job(self, job_id: str, status: str, fields: Mapping[str, Any]) -> None:
+        self.docs["jobs"].setdefault(job_id, {}).update({**dict(fields), "status": status})
+
+    def requested_jobs(self, requested_before: float, limit: int) -> list[dict]:
+        found = [{"id": k, **v} for k, v in self.docs["jobs"].items()
+                 if v.get("status") == "requested" and v["requestedAt"].timestamp() < requested_before]
+        return copy.deepcopy(sorted(found, key=lambda r: r["requestedAt"])[:limit])
 
     def received_events(self, received_before: float, limit: int) -> list[dict]:
         found = [{"id": k, **v} for k, v in self.events.items()
