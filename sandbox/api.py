@@ -88,6 +88,11 @@ def _fingerprint() -> tuple:
     return (request.method, request.path, tuple(body))
 
 
+@bp.record_once
+def _read_the_sdks_types(state) -> None:
+    strict.warm()  # when the app is made, so that no request waits for it
+
+
 def api_route(rule: str, methods=("GET",)):
     """Registers a /v1 route. Each request is authenticated, checked against the route's entry
     in sandbox/strict.py ROUTES (unknown parameters, value kinds, expand paths), run under the
