@@ -514,23 +514,6 @@ def list_events(s, params):
     return list_response(s, [e for e in s.store.newest_first("event") if wanted(e)], params, "/v1/events")
 
 
-# --- invoices (the sandbox has no invoices of its own yet: empty lists, 404 on retrieve) ---
-
-@api_route("/invoice_payments")
-def list_invoice_payments(s, params):
-    return list_response(s, [], params, "/v1/invoice_payments")
-
-
-@api_route("/invoices")
-def list_invoices(s, params):
-    return list_response(s, [], params, "/v1/invoices")
-
-
-@api_route("/invoices/<obj_id>")
-def get_invoice(s, params, obj_id):
-    return render(s, s.store.require(obj_id, "invoice"), params)
-
-
 # --- fallbacks -------------------------------------------------------------------------
 
 @bp.route("/<path:rest>", methods=["GET", "POST", "DELETE", "PUT", "PATCH"])

@@ -7,7 +7,7 @@ import threading
 
 from flask import Flask, Response, request
 
-from . import api, checkout_page, control, payments
+from . import api, billing_routes, checkout_page, control, payments  # noqa: F401 - billing_routes adds /v1 routes
 from .config import Config
 from .events import Sandbox
 

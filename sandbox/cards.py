@@ -47,6 +47,7 @@ CARDS: dict[str, CardBehaviour] = {
     "4000000000000119": CardBehaviour("visa", decline_code="processing_error", error_code="processing_error",
                                       message="An error occurred while processing your card. Try again in a little bit."),
     "4100000000000019": CardBehaviour("visa", decline_code="fraudulent"),
+    "4000000000000341": CardBehaviour("visa", decline_code="generic_decline"),  # attaches, then every charge fails
     "4000000000000259": CardBehaviour("visa", dispute="fraudulent"),
     "4000000000001976": CardBehaviour("visa", dispute="inquiry"),
 }
@@ -70,6 +71,7 @@ TOKENS: dict[str, str] = {
     "chargeDeclinedIncorrectCvc": "4000000000000127",
     "chargeDeclinedProcessingError": "4000000000000119",
     "chargeDeclinedFraudulent": "4100000000000019",
+    "chargeCustomerFail": "4000000000000341",
     "createDispute": "4000000000000259",
     "createDisputeInquiry": "4000000000001976",
 }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from . import objects
+from . import billing_customers, objects
 from .errors import StripeError, invalid_param
 from .events import Sandbox, emit
 from .forms import get_bool, get_dict, get_int, get_list, get_metadata, get_str
@@ -80,5 +80,8 @@ def create_customer(sb: Sandbox, params: dict) -> dict:
                            metadata=get_metadata(params), description=get_str(params, "description"),
                            phone=get_str(params, "phone"))
     sb.store.add(cus)
+    later = billing_customers.on_create(sb, cus, params)  # payment_method, invoice_settings[default_payment_method]
     emit(sb, "customer.created", cus)
+    for event_type, obj in later:
+        emit(sb, event_type, obj)
     return cus

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request
 
-from . import payments
+from . import payments, subscriptions
 from .checkout_page import pay_with, success_redirect
 from .errors import StripeError
 from .events import Sandbox, delivery_summary, matches_type
@@ -71,6 +71,21 @@ def close_dispute(dispute_id):
         dp = s.store.require(dispute_id, "dispute")
         payments.close_dispute(s, dp, body.get("status") or None)
         return jsonify(public(dp))
+
+
+@bp.post("/subscriptions/<subscription_id>/cycle")
+def cycle_subscription(subscription_id):
+    """{"card": "4000000000000002"} (optional): the end of the subscription's current period.
+
+    A subscription set to cancel at period end ends (customer.subscription.deleted); any other
+    is renewed: the next period's invoice (billing_reason subscription_cycle), paid with `card`
+    (a test number, token or PaymentMethod id) or its default payment method, with its events.
+    A declined renewal answers 200 too: the invoice stays open and the subscription is past_due."""
+    s, body = sb(), _body()
+    with s.store.lock:
+        sub = s.store.require(subscription_id, "subscription")
+        inv = subscriptions.cycle(s, sub, str(body["card"]) if body.get("card") else None)
+        return jsonify({"subscription": public(sub), "invoice": public(inv) if inv else None})
 
 
 @bp.get("/events")

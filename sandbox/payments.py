@@ -141,7 +141,7 @@ def settle(sb: Sandbox, pi: dict, succeeded: bool) -> list:
         ch.update({"status": "succeeded", "paid": True, "captured": True, "amount_captured": ch["amount"],
                    "balance_transaction": ch["balance_transaction"]})
         pi.update({"status": "succeeded", "amount_received": pi["amount"], "processing": None})
-        return [("payment_intent.succeeded", pi), ("charge.succeeded", ch)]
+        return [("payment_intent.succeeded", pi), ("charge.succeeded", ch)] + _invoice_settled(sb, pi)
     message = "The customer's bank account has insufficient funds to cover this payment."
     ch.update({"status": "failed", "paid": False, "failure_code": "insufficient_funds", "failure_message": message,
                "balance_transaction": None})
@@ -150,12 +150,21 @@ def settle(sb: Sandbox, pi: dict, succeeded: bool) -> list:
                "last_payment_error": {"type": "card_error" if pm and pm["type"] == "card" else "invalid_request_error",
                                       "code": "insufficient_funds", "message": message, "charge": ch["id"],
                                       "payment_method": public(pm) if pm else None}})
-    return [("charge.failed", ch), ("payment_intent.payment_failed", pi)]
+    return [("charge.failed", ch), ("payment_intent.payment_failed", pi)] + _invoice_settled(sb, pi)
+
+
+def _invoice_settled(sb: Sandbox, pi: dict) -> list:
+    """The events of the invoice this PaymentIntent pays, if any (billing imports this module)."""
+    if not pi.get("_invoice"):
+        return []
+    from . import invoices
+    return invoices.after_settlement(sb, pi)
 
 
 def emit_all(sb: Sandbox, events: list) -> None:
-    for event_type, obj in events:
-        emit(sb, event_type, obj)
+    """Emits (type, object) or (type, object, previous_attributes) in order."""
+    for event_type, obj, *previous in events:
+        emit(sb, event_type, obj, previous[0] if previous else None)
 
 
 def confirm_payment_intent(sb: Sandbox, pi: dict, pm_ref: str | None) -> dict:
@@ -247,7 +256,7 @@ def pay_session(sb: Sandbox, cs: dict, pm: dict, email: str | None, manual_settl
     cs["customer_details"] = objects.customer_details(email, pm["billing_details"].get("name"))
     lead: list = []
     if cs["mode"] == "subscription":
-        lead = _start_subscription(sb, cs, pm, email)
+        lead = _start_subscription(sb, cs, pm, pi, email)
     if pi["status"] == "succeeded":
         cs["payment_status"] = "paid"
     else:  # a bank debit: complete but unpaid until it settles
@@ -260,19 +269,10 @@ def pay_session(sb: Sandbox, cs: dict, pm: dict, email: str | None, manual_settl
     return cs
 
 
-def _start_subscription(sb: Sandbox, cs: dict, pm: dict, email: str | None) -> list:
-    events = []
-    cus = sb.store.get(cs.get("customer"), "customer")
-    if cus is None:
-        cus = sb.store.add(objects.customer(sb.store.now(), email=email))
-        cs["customer"] = cus["id"]
-        events.append(("customer.created", cus))
-    pm["customer"] = cus["id"]
-    sub = sb.store.add(objects.subscription(sb.store.now(), cus["id"], cs["_line_items"],
-                                            copy.deepcopy(cs.get("_subscription_metadata") or {}), pm["id"]))
-    cs["subscription"] = sub["id"]
-    events.append(("customer.subscription.created", sub))
-    return events
+def _start_subscription(sb: Sandbox, cs: dict, pm: dict, pi: dict, email: str | None) -> list:
+    """The customer, the subscription and its first invoice, paid by the session's PaymentIntent."""
+    from . import subscriptions  # it builds on this module
+    return subscriptions.start_from_checkout(sb, cs, pm, pi, email)
 
 
 def settle_session(sb: Sandbox, cs: dict, succeeded: bool) -> dict:

@@ -34,6 +34,10 @@ ID_PREFIXES = {
     "event": ("evt_", 24),
     "subscription": ("sub_", 24),
     "subscription_item": ("si_", 14),
+    "invoice": ("in_", 24),
+    "invoiceitem": ("ii_", 24),
+    "line_item": ("il_", 24),
+    "invoice_payment": ("inpay_", 24),
     "balance_transaction": ("txn_", 24),
     "request": ("req_", 14),
 }
