@@ -5,9 +5,12 @@ Sign up, see the Monthly plan beside the packages, Subscribe (with the keyboard)
 sandbox's hosted page, land on the success page with the allowance (600) credited once; back on
 the tokens page the plan shows its renewal date and a Cancel button; Cancel, confirm, and the
 page says when the plan ends. Screenshots of each state go to artifacts/screenshots/ and, for
-the README, docs/img/ (plan-offer.png, plan-active.png, plan-canceling.png).
+the README, docs/img/ (plan-offer.png, plan-active.png, plan-canceling.png; refreshed with
+TOKENBANK_UPDATE_DOC_IMAGES=1).
 """
 from __future__ import annotations
+
+import os
 
 import re
 import shutil
@@ -45,10 +48,15 @@ def mirrored(system, uid) -> dict:
 
 
 def picture(page, name: str) -> None:
-    """The whole page into artifacts/screenshots/, the viewport (as a reader sees it) into docs/img/."""
-    screenshot(page, name)
-    DOCS_IMG.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(DOCS_IMG / f"{name}.png"))
+    """The whole page into artifacts/screenshots/, and the viewport (as a reader sees it) beside it
+    — into docs/img/ instead when TOKENBANK_UPDATE_DOC_IMAGES=1 (a test run never rewrites
+    tracked files unasked)."""
+    path = screenshot(page, name)
+    if os.environ.get("TOKENBANK_UPDATE_DOC_IMAGES") == "1":
+        DOCS_IMG.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(DOCS_IMG / f"{name}.png"))
+    else:
+        page.screenshot(path=str(path.with_name(f"{name}-viewport.png")))
 
 
 def test_subscribe_pay_get_the_allowance_once_then_cancel_at_period_end(chromium, system):
