@@ -13,7 +13,7 @@ STRIPE_CLI := sandbox/node_modules/.bin/stripe
 FIREBASE_CLI := devstack/firebase/node_modules/.bin/firebase
 FIRESTORE_JAR := /usr/lib/google-cloud-sdk/platform/cloud-firestore-emulator/cloud-firestore-emulator.jar
 
-.PHONY: install system-deps test unit integration e2e dev bench lock clean
+.PHONY: install system-deps test unit integration e2e dev bench chaos lock clean
 
 install: system-deps $(STAMP) $(STRIPE_CLI) $(FIREBASE_CLI)
 
@@ -67,6 +67,10 @@ dev: install
 bench: install
 	@command -v wrk >/dev/null || { apt-get update -q && apt-get install -y -q wrk; }
 	$(PY) -m bench.run
+
+# The whole system under faults (docs/RELIABILITY.md): nothing lost, nothing doubled.
+chaos: install
+	$(PY) -m bench.chaos
 
 clean:
 	rm -rf $(VENV) sandbox/node_modules devstack/firebase/node_modules artifacts .run .pytest_cache .hypothesis
