@@ -168,7 +168,7 @@ def main(argv=None) -> int:
     try:
         run(args, stack, out)
     except (KeyboardInterrupt, Interrupted) as exc:
-        print(f"\nchaos: interrupted ({exc or 'Ctrl-C'}); stopping everything", file=sys.stderr, flush=True)
+        print(f"\nchaos: interrupted ({str(exc) or 'Ctrl-C'}); stopping everything", file=sys.stderr, flush=True)
         status = 130
     except Exception:  # noqa: BLE001 - a harness error: report it, stop everything
         traceback.print_exc()
