@@ -2,7 +2,8 @@
 
 Starts (or reuses) Redis, the Firestore emulator, the Firebase Auth emulator, the Stripe
 sandbox, the web tier under gunicorn, a Celery worker, Celery beat and Flower; prints every
-address; runs until a signal arrives or any of them dies. Every value set in the environment
+address; runs until a signal arrives or any of them dies (a dead Celery worker is started again,
+at most three times a minute, as Cloud Run and compose do). Every value set in the environment
 wins over the defaults below.
 
 What it guarantees about the processes it starts (never those it reuses):
@@ -251,9 +252,7 @@ def start_all(env: dict, settings, sup: Supervisor) -> None:
     say(f"stripe     {settings.stripe_api_base} (local sandbox, pid {service.pid})")
 
     sup.check()
-    service = sup.add(start_worker({**env, "PROMETHEUS_MULTIPROC_DIR": metrics_dir(env, "worker"),
-                                    "WORKER_METRICS_HOST": "127.0.0.1"},
-                                   concurrency=int(env.get("WORKER_CONCURRENCY", "8"))))
+    service = sup.add(start_worker_service(env))
     say(f"worker     celery, pid {service.pid}, metrics http://127.0.0.1:{env['WORKER_METRICS_PORT']}/metrics, "
         f"log {service.log_path}")
 
@@ -277,6 +276,31 @@ def start_all(env: dict, settings, sup: Supervisor) -> None:
     say("logs in artifacts/; Ctrl-C stops everything.")
 
 
+def start_worker_service(env: dict) -> Service:
+    return start_worker({**env, "PROMETHEUS_MULTIPROC_DIR": metrics_dir(env, "worker"),
+                         "WORKER_METRICS_HOST": "127.0.0.1"}, concurrency=int(env.get("WORKER_CONCURRENCY", "8")))
+
+
+WORKER_RESTARTS_PER_MINUTE = 3
+
+
+def restart_worker(sup: Supervisor, dead: Service, env: dict, recent: list[float]) -> bool:
+    """A dead worker is started again, as Cloud Run and compose do (its unacknowledged jobs are
+    redelivered and it asks for an inbox sweep at start): celery/kombu 5.7.0's main process can
+    die when Redis restarts with a task in flight. More than a few deaths a minute stop the system."""
+    now = time.monotonic()
+    recent[:] = [t for t in recent if now - t < 60]
+    if len(recent) >= WORKER_RESTARTS_PER_MINUTE:
+        return False
+    recent.append(now)
+    dead.stop()
+    sup.started.remove(dead)
+    service = sup.add(start_worker_service(env))
+    sup.console.say(f"worker     restarted, pid {service.pid} (the previous one exited with code "
+                    f"{dead.proc.returncode}; see {dead.log_path})")
+    return True
+
+
 def main() -> int:
     console = Console()
     env = dev_env()
@@ -289,9 +313,10 @@ def main() -> int:
     code = 0
     try:
         start_all(env, settings, sup)
+        restarts: list[float] = []
         while not STOP.stopping:
             dead = sup.dead()
-            if dead is not None:
+            if dead is not None and not (dead.name == "worker" and restart_worker(sup, dead, env, restarts)):
                 console.say(f"{dead.name} exited (code {dead.proc.returncode}); see {dead.log_path}")
                 code = 1
                 break

@@ -402,3 +402,26 @@ def test_signal_during_start_up_stops_what_was_started(dev):
     dev.record()
     assert dev.signal_group(signal.SIGINT)
     dev.assert_all_gone()
+
+
+def test_a_worker_that_dies_is_restarted_and_the_rest_keeps_running(dev):
+    """Issue 10: a Celery worker main process can die (celery/kombu 5.7.0 on a Redis restart with a
+    task in flight); `make dev` starts it again instead of stopping the whole system."""
+    import urllib.request
+
+    proc = dev.start(stdout=subprocess.PIPE)
+    out = Drain(proc.stdout)
+    _wait_for(lambda: READY in out.data, STARTUP_TIMEOUT, "dev to be ready", dev)
+    needle = "celery -A worker.celery_app worker"
+    [worker] = [pid for pid in _descendants(proc.pid) if needle in _cmdline(pid) and _stat(pid)
+                and needle not in _cmdline(_stat(pid)[0])]  # the main process: its parent is no worker
+    os.kill(worker, signal.SIGKILL)
+    _wait_for(lambda: b"worker     restarted" in out.data, 30, "the worker to be restarted", dev)
+    _wait_for(lambda: any(needle in _cmdline(pid) and pid != worker for pid in _descendants(proc.pid)), 30,
+              "a new worker process", dev)
+    assert proc.poll() is None  # dev itself kept running
+    with urllib.request.urlopen(f"http://127.0.0.1:{dev.ports['web']}/healthz", timeout=5) as resp:
+        assert resp.status == 200
+    dev.record_all()
+    assert dev.signal_group(signal.SIGINT)
+    dev.assert_all_gone()
