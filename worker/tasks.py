@@ -7,7 +7,7 @@ from __future__ import annotations
 from broker import task_names
 from core.domain.errors import UnverifiedJob
 from core.services.dead_letters import dead_letter_event
-from core.services.inbox import INVOICE, SESSION, job_id
+from core.services.inbox import INVOICE, SESSION, finished, job_id
 from core.services.verified_jobs import verified_event
 from core.handlers.checkout import fulfil_session_by_id
 from core.handlers.plans import fulfil_invoice_by_id
@@ -21,6 +21,8 @@ from worker.runtime import deps
 def process_stripe_event_task(self, event_id: str, event_type: str, payload: str, signature: str = "") -> dict:
     def work() -> dict:
         verified_event(deps(), event_id, event_type, payload, signature)  # else UnverifiedJob, never retried
+        if finished(deps(), event_id):  # a duplicate job (a sweep, a redelivery): its record already says
+            return {"status": "duplicate"}
         return process_stripe_event(deps(), payload).as_dict()
 
     def give_up(exc: BaseException, attempts: int):

@@ -49,7 +49,7 @@ def dispute_event(deps, event: StripeEvent) -> Outcome:
         if not closing:
             opened = open_dispute(existing, dispute)
             if opened is None:
-                return _done(tx, ref, "dispute_already_known", owner.user_id)
+                return _again(tx, ref, existing, "dispute_already_known", owner.user_id)
             tx.put(opened)
             tx.put(account.freeze(dispute_id, info))
             tx.put(Alert(f"dispute_{dispute_id}", "dispute_opened", owner.user_id,
@@ -57,7 +57,7 @@ def dispute_event(deps, event: StripeEvent) -> Outcome:
             return _done(tx, ref, "frozen", owner.user_id)
         closed = close_dispute(existing, dispute)
         if closed is None:
-            return _done(tx, ref, "dispute_already_closed", owner.user_id)
+            return _again(tx, ref, existing, "dispute_already_closed", owner.user_id)
         tx.put(closed)
         account = account.unfreeze(dispute_id)
         outcome = f"dispute_{status or 'closed'}"
@@ -84,6 +84,13 @@ def dispute_event(deps, event: StripeEvent) -> Outcome:
     log_debt(owner.user_id, balance_after[0], "lost dispute")
     log.info("dispute %s", outcome, extra={"event_id": event.id, "user_id": owner.user_id, "dispute_id": dispute_id})
     return Outcome(outcome, None, owner.user_id)
+
+
+def _again(tx, ref: EventRef, existing: Dispute, outcome: str, user_id: str) -> str:
+    """A dispute already in this state: the event that put it there keeps its own record."""
+    if existing.info.get("stripeEventId") == ref.event_id:
+        return outcome
+    return _done(tx, ref, outcome, user_id)
 
 
 def _done(tx, ref: EventRef, outcome: str, user_id: str) -> str:

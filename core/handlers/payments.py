@@ -46,7 +46,8 @@ def credit_payment(deps, payment: Payment, entry_type: str, ref: EventRef, recor
         link = rest[0] if rest else None
         event = {"sessionId" if entry_type == "purchase" else "invoiceId": payment.id, **(record or {})}
         if existing is not None and existing.fulfilled:
-            _record(tx, ref, "already_fulfilled", existing.user_id, event)
+            if (existing.info.get("fulfilledBy") or {}).get("eventId") != ref.event_id:
+                _record(tx, ref, "already_fulfilled", existing.user_id, event)  # (the crediting event's record stays)
             return Credited(False, existing.user_id, None, tx.attempt)
         base = replace(payment, info={**(existing.info if existing else {}), **payment.info,
                                       "fulfilledBy": {"eventId": ref.event_id, "eventType": ref.event_type,

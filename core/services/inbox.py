@@ -21,6 +21,7 @@ import logging
 from collections import Counter
 
 from core import metrics
+from core.domain.records import FINISHED
 
 log = logging.getLogger("tokenbank.inbox")
 SWEEP_MARKER = "tb:inbox:broker-alive"  # in the broker's Redis: missing after it lost its data
@@ -49,6 +50,12 @@ def _publish(queue, kind: str, target: str, source: str) -> None:
         queue.request_invoice_fulfilment(target, source)
     else:
         queue.request_fulfilment(target, source)
+
+
+def finished(deps, event_id: str) -> bool:
+    """Whether the inbox already records what became of this event (a duplicate job is a no-op;
+    a replay sets the record back to ``received`` first)."""
+    return (deps.store.get_event(event_id) or {}).get("status") in FINISHED
 
 
 def sweep(deps, queue, grace_seconds: float, limit: int = 500, broker=None) -> dict:

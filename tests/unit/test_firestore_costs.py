@@ -22,11 +22,20 @@ def test_a_purchase_costs_one_write_at_ingress_and_one_transaction_to_credit(dep
     assert dict(store.uow.counts) == CREDIT
 
 
-def test_a_redelivery_costs_one_write_and_one_read_only_transaction(deps, store):
+def test_a_redelivery_costs_one_write_and_no_job(deps, store):
     payload = event_json(checkout_session("twice", "starter"))
+    ingress.receive(deps, FakeQueue(), payload.encode(), sign(payload))
     process_stripe_event(deps, payload)
     store.uow.counts.clear()
-    ingress.receive(deps, FakeQueue(), payload.encode(), sign(payload))
+    queue = FakeQueue()
+    ingress.receive(deps, queue, payload.encode(), sign(payload))
+    assert dict(store.uow.counts) == {"writes": 1} and queue.events == []  # counted; a known event is not enqueued
+
+
+def test_a_duplicate_job_that_still_runs_writes_nothing(deps, store):
+    """A sweep's copy that slipped past the worker's finished-record check: one read-only transaction."""
+    payload = event_json(checkout_session("thrice", "starter"))
+    process_stripe_event(deps, payload)
+    store.uow.counts.clear()
     assert process_stripe_event(deps, payload).status == "already_fulfilled"
-    # the inbox counts the delivery; the worker reads three documents and writes the event record
-    assert dict(store.uow.counts) == {"writes": 2, "transactions": 1, "reads": 3}
+    assert dict(+store.uow.counts) == {"transactions": 1, "reads": 3}  # (+ drops zero counts)

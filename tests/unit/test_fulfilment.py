@@ -27,7 +27,7 @@ def test_paid_completion_credits_once_and_a_redelivery_is_already_fulfilled(deps
     assert list(store.ledger) == ["purchase_cs_1"]
     assert store.ledger["purchase_cs_1"]["amount"] == 200
     assert store.purchases["cs_1"]["status"] == "fulfilled"
-    assert store.events["evt_1"]["outcome"] == "already_fulfilled"
+    assert store.events["evt_1"]["outcome"] == "credited"  # the redelivery does not rewrite what it did
 
 
 def test_two_events_for_one_session_credit_it_once(deps, store):

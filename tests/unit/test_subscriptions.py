@@ -232,7 +232,8 @@ def test_invoice_paid_credits_the_allowance_once_per_invoice(deps, store):
     assert (user["tokenBalance"], user["totalTokensPurchased"]) == (600, 600)
     assert store.balance("u1") == store.ledger_sum("u1")
     # As for purchases, a redelivery records what it found: the entry already there.
-    assert store.events["evt_1"]["outcome"] == store.events["evt_2"]["outcome"] == "already_fulfilled"
+    assert store.events["evt_1"]["outcome"] == "credited"  # its redelivery did not rewrite what it did
+    assert store.events["evt_2"]["outcome"] == "already_fulfilled"  # another event for the same invoice
     assert store.alerts == {}
 
 
