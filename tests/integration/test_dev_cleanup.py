@@ -412,6 +412,7 @@ def test_a_worker_that_dies_is_restarted_and_the_rest_keeps_running(dev):
     proc = dev.start(stdout=subprocess.PIPE)
     out = Drain(proc.stdout)
     _wait_for(lambda: READY in out.data, STARTUP_TIMEOUT, "dev to be ready", dev)
+    dev.record_all()  # first: whatever fails below, the fixture stops all of it
     needle = "celery -A worker.celery_app worker"
     [worker] = [pid for pid in _descendants(proc.pid) if needle in _cmdline(pid) and _stat(pid)
                 and needle not in _cmdline(_stat(pid)[0])]  # the main process: its parent is no worker
