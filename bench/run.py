@@ -326,12 +326,13 @@ class Bench:
         self.report.facts["ingress"] = summary | {"load_generator": self.load_tool}
         lbl = "bare Flask"
         noise = max(bare_s["other_cores"], real_s["other_cores"])
-        self.report.add(Row("1. ingress throughput", real_s["rps"], "req/s", bare_s["rps"], lbl, "ratio >= 0.30",
-                            real_s["rps"] / bare_s["rps"] >= 0.30, correct, other_cores=noise))
+        # Issue 10's targets: the webhook now writes the inbox (one Firestore write) before its 200.
+        self.report.add(Row("1. ingress throughput", real_s["rps"], "req/s", bare_s["rps"], lbl, "ratio >= 0.25",
+                            real_s["rps"] / bare_s["rps"] >= 0.25, correct, other_cores=noise))
         self.report.add(Row("1. ingress p50 latency", real_s["p50"], "ms", bare_s["p50"], lbl, "", None, correct,
                             other_cores=noise))
-        self.report.add(Row("1. ingress p99 latency", real_s["p99"], "ms", bare_s["p99"], lbl, "<= 25 ms",
-                            real_s["p99"] <= 25, correct, other_cores=noise))
+        self.report.add(Row("1. ingress p99 latency", real_s["p99"], "ms", bare_s["p99"], lbl, "<= 30 ms",
+                            real_s["p99"] <= 30, correct, other_cores=noise))
         self.flush_redis()  # nothing may consume the ingress messages
 
     # -- 2. end to end -------------------------------------------------------------------------
@@ -406,9 +407,9 @@ class Bench:
                                     "http_p50": pct(http, 50), "http_p99": pct(http, 99), "floor": self.floor}
         lbl = "no-op floor"
         noise = max(cpu["other_cores"], self.floor["cpu"]["other_cores"])
-        self.report.add(Row("2. end-to-end p50", p50, "ms", self.floor["p50"], lbl, "<= 50 ms", p50 <= 50, correct,
+        self.report.add(Row("2. end-to-end p50", p50, "ms", self.floor["p50"], lbl, "<= 25 ms", p50 <= 25, correct,
                             other_cores=noise))
-        self.report.add(Row("2. end-to-end p99", p99, "ms", self.floor["p99"], lbl, "<= 250 ms", p99 <= 250, correct,
+        self.report.add(Row("2. end-to-end p99", p99, "ms", self.floor["p99"], lbl, "<= 100 ms", p99 <= 100, correct,
                             other_cores=noise))
 
     # -- 3./4. worker throughput -----------------------------------------------------------------
@@ -526,6 +527,9 @@ class Bench:
         real = self.stack.gunicorn("gunicorn-real", a.web_app, env) if web else None
         if "ingress" in phases:
             self.ingress(bare, real)
+        # The ingress phase's events sit in the inbox as `received` (it measures acceptance only);
+        # a worker's start-up sweep would enqueue them into the phases below: they go.
+        clear_firestore(self.fs.address, PROJECT)
         self.flush_redis()
 
         e2e_c = a.e2e_concurrency if "e2e" in phases else None

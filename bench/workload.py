@@ -90,8 +90,11 @@ def release_and_drain(broker, timeout: float, queue: str = task_names.QUEUE, pol
     Drained: the queue is empty and nothing is delivered-but-unacknowledged, seen on two polls
     in a row (a message between BRPOP and its unacked record is never counted as done).
     """
-    if broker.llen(queue) or broker.hlen(UNACKED):
-        raise RuntimeError("the worker's queue is not idle before release")
+    deadline = time.monotonic() + 30  # a worker's start-up work (its inbox sweep) finishes first
+    while broker.llen(queue) or broker.hlen(UNACKED):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the worker's queue is not idle before release")
+        time.sleep(0.05)
     released = time.time()
     broker.rename(STAGING, queue)
     first_empty = None
