@@ -24,7 +24,7 @@ import traceback
 
 from bench import chaos_check, chaos_report
 from bench.chaos_faults import PLAN, Faults
-from bench.chaos_proc import free_port
+from devstack.processes import free_port
 from bench.chaos_send import Sender
 from bench.chaos_stack import Stack
 from bench.chaos_workload import build

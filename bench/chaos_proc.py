@@ -6,32 +6,13 @@ signalled; its group (session) holds everything it forked, so orphans are stoppe
 from __future__ import annotations
 
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from devstack.processes import ROOT
-
-
-def free_port() -> int:
-    """A free port below the ephemeral range (never one the kernel hands out for connections)."""
-    try:
-        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        low = 32768
-    for _ in range(1000):
-        port = random.randint(20000, min(32767, low - 1))
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port below 32768")
 
 
 def starttime(pid: int) -> int | None:

@@ -16,7 +16,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from bench.chaos_proc import Abort, Proc, free_port, wait_for
+from bench.chaos_proc import Abort, Proc, wait_for
+from devstack.processes import free_port
 from devstack.processes import FIRESTORE_JAR, ROOT
 
 UNRECOVERABLE = "Unrecoverable error"
