@@ -11,12 +11,12 @@ from flask import Blueprint, current_app, g, jsonify, request
 
 from core.services import accounts
 from core.errors import EnqueueFailed
-from core.services.checkout import (
-    InvalidRequest, PaymentProviderError, RateLimited, start_checkout, start_plan_checkout,
-)
+from core.services.checkout import PaymentProviderError, RateLimited, start_checkout, start_plan_checkout
 from core.services.balance import grant, spend
 from core.domain.ids import is_valid_doc_id
-from core.domain.errors import AccountFrozen, InsufficientFunds, KeyConflict, UnknownPurchase, UnknownUser
+from core.domain.errors import (
+    AccountFrozen, InsufficientFunds, InvalidRequest, KeyConflict, UnknownPurchase, UnknownUser,
+)
 from core.errors import TransientError
 from web.security import signed_in, signed_in_or_service
 

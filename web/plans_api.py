@@ -14,7 +14,7 @@ from flask import Blueprint, g, jsonify, request
 from core.errors import TransientError
 from core.services import plans
 from core.services.accounts import valid_session_id
-from core.services.checkout import InvalidRequest
+from core.domain.errors import InvalidRequest
 from web import api
 from web.security import signed_in
 

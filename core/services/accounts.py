@@ -6,7 +6,8 @@ from datetime import datetime
 from typing import Any, Mapping
 
 from core import redis_keys
-from core.services.checkout import InvalidRequest, RateLimited
+from core.domain.errors import InvalidRequest
+from core.services.checkout import RateLimited
 from core.deps import Deps
 from core.domain.errors import UnknownPurchase
 from core.services.inbox import SESSION, request_fulfilment

@@ -27,7 +27,7 @@ import secrets
 from dataclasses import asdict, dataclass, replace
 from typing import Callable
 
-from core.domain.errors import InvalidRequest  # noqa: F401  (re-exported for the API)
+from core.domain.errors import InvalidRequest
 from core.services.limits import ensure_windows
 from core import metrics, redis_keys
 from core.deps import Deps

@@ -5,7 +5,8 @@ import pytest
 
 from core import redis_keys
 from core.adapters import purchase_gate
-from core.services.checkout import InvalidRequest, PaymentProviderError, RateLimited, start_checkout
+from core.domain.errors import InvalidRequest
+from core.services.checkout import PaymentProviderError, RateLimited, start_checkout
 from core.adapters.velocity import HOUR_MS, record_purchase
 from tests.unit.fakes import FIXED_NOW, fake_redis, make_deps
 

@@ -10,7 +10,8 @@ import pytest
 from core import redis_keys
 from core.adapters.catalog_file import load_catalog
 from core.domain.catalog import Plan
-from core.services.checkout import InvalidRequest, RateLimited, start_checkout, start_plan_checkout
+from core.domain.errors import InvalidRequest
+from core.services.checkout import RateLimited, start_checkout, start_plan_checkout
 from core.domain.errors import MalformedEvent
 from core.handlers.registry import process_stripe_event
 from core.handlers.registry import handled_types
