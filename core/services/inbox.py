@@ -58,6 +58,22 @@ def finished(deps, event_id: str) -> bool:
     return (deps.store.get_event(event_id) or {}).get("status") in FINISHED
 
 
+def _due(records: list[dict], now: float, grace_seconds: float, counts: Counter) -> list[dict]:
+    """The records not swept within the grace period (a slow backlog is not multiplied)."""
+    due = []
+    for record in records:
+        swept_at = record.get("sweptAt")
+        if grace_seconds and isinstance(swept_at, (int, float)) and now - swept_at < grace_seconds:
+            counts["recently_swept"] += 1
+        else:
+            due.append(record)
+    return due
+
+
+def _swept(record: dict, now: float) -> dict:
+    return {"sweptAt": now, "sweeps": int(record.get("sweeps") or 0) + 1}
+
+
 def sweep(deps, queue, grace_seconds: float, limit: int = 500, broker=None) -> dict:
     """Enqueue again what is still ``received``; returns counts by outcome."""
     counts: Counter = Counter()
@@ -66,28 +82,19 @@ def sweep(deps, queue, grace_seconds: float, limit: int = 500, broker=None) -> d
         grace_seconds = 0  # the broker came back empty: every queued job may be gone
         counts["broker_lost_data"] += 1
         log.warning("the broker's Redis lost its data: sweeping the whole inbox")
-    for record in deps.store.received_events(now - grace_seconds, limit):
-        swept_at = record.get("sweptAt")
-        if grace_seconds and isinstance(swept_at, (int, float)) and now - swept_at < grace_seconds:
-            counts["recently_swept"] += 1
-            continue
+    for record in _due(deps.store.received_events(now - grace_seconds, limit), now, grace_seconds, counts):
         queue.enqueue_event(record["id"], record.get("type") or "", record.get("payload") or "",
                             record.get("signature") or "")
-        deps.store.record_event(record["id"], {"sweptAt": now, "sweeps": int(record.get("sweeps") or 0) + 1})
+        deps.store.record_event(record["id"], _swept(record, now))
         counts["requeued"] += 1
-        metrics.INBOX_SWEPT.inc()
         log.info("inbox record enqueued again", extra={"event_id": record["id"], "event_type": record.get("type"),
-                                                        "sweeps": int(record.get("sweeps") or 0) + 1})
-    for job in deps.store.requested_jobs(now - grace_seconds, limit):
-        swept_at = job.get("sweptAt")
-        if grace_seconds and isinstance(swept_at, (int, float)) and now - swept_at < grace_seconds:
-            counts["recently_swept"] += 1
-            continue
+                                                        "sweeps": _swept(record, now)["sweeps"]})
+    for job in _due(deps.store.requested_jobs(now - grace_seconds, limit), now, grace_seconds, counts):
         _publish(queue, job.get("kind") or SESSION, job.get("target") or "", job.get("source") or "sweep")
-        deps.store.finish_job(job["id"], "requested", {"sweptAt": now, "sweeps": int(job.get("sweeps") or 0) + 1})
+        deps.store.finish_job(job["id"], "requested", _swept(job, now))
         counts["jobs_requeued"] += 1
-        metrics.INBOX_SWEPT.inc()
         log.info("fulfilment request published again", extra={"job": job["id"]})
+    metrics.INBOX_SWEPT.inc(counts["requeued"] + counts["jobs_requeued"])
     if counts["requeued"] or counts["jobs_requeued"]:
         log.warning("inbox sweep enqueued %d event(s) and %d request(s) that were not processed",
                     counts["requeued"], counts["jobs_requeued"])
