@@ -6,7 +6,7 @@ per port, at process start. Services and handlers import this module, never an a
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
-from typing import Any, Callable, Mapping, Protocol, TypeVar
+from typing import Any, Callable, Mapping, Protocol, Sequence, TypeVar
 
 T = TypeVar("T")
 
@@ -34,6 +34,16 @@ class UnitOfWork(Protocol):
     def run(self, work: Callable[[Tx], T]) -> T:
         """Run ``work`` atomically; on contention it may run again from scratch, so it must
         have no effect outside the Tx it is given."""
+
+
+class AccountBatch(Protocol):
+    """Many requests on one account, committed together (core/services/account_batch.py)."""
+
+    def submit(self, user_id: str, work: Callable[[Tx], T], reads: Sequence[tuple[type, str]] = ()) -> T:
+        """Run ``work`` in a transaction on ``user_id``'s account, possibly with other works
+        queued for the same account. ``reads`` are fetched with the batch's first round trip.
+        A ``core.domain.errors.Refusal`` raised by ``work`` is raised to this caller only,
+        with none of this work's writes; any other error fails every work of the batch."""
 
 
 class EventQueue(Protocol):

@@ -1,19 +1,26 @@
 """Errors that carry a decision: refuse the caller, reject the payment for good, or stop.
 
 Each maps to one answer: InvalidRequest 400, InsufficientFunds 402, KeyConflict 409,
-AccountFrozen 423, UnknownUser 404; PurchaseRejected and MalformedEvent are never retried.
+AccountFrozen 423, UnknownUser 404, UnknownHold 404, HoldConflict 409, HoldExpired 410;
+PurchaseRejected and MalformedEvent are never retried. A ``Refusal`` is a decision about
+one request only: a batch of requests on one account (core/services/account_batch.py)
+answers it to that request and commits the others.
 """
 from __future__ import annotations
 
 
-class InvalidRequest(Exception):
+class Refusal(Exception):
+    """This request is refused; nothing it asked for changed (the account's other work goes on)."""
+
+
+class InvalidRequest(Refusal):
     def __init__(self, message: str, field: str | None = None):
         super().__init__(message)
         self.message = message
         self.field = field
 
 
-class InsufficientFunds(Exception):
+class InsufficientFunds(Refusal):
     def __init__(self, balance: int, amount: int, available: int | None = None):
         super().__init__(f"balance {balance} is below {amount}")
         self.balance = balance
@@ -21,18 +28,30 @@ class InsufficientFunds(Exception):
         self.available = balance if available is None else available
 
 
-class AccountFrozen(Exception):
+class AccountFrozen(Refusal):
     def __init__(self, reasons: list[str]):
         super().__init__("account frozen: " + ", ".join(reasons))
         self.reasons = reasons
 
 
-class KeyConflict(Exception):
+class KeyConflict(Refusal):
     """The idempotency key was used before for a different request."""
 
 
-class UnknownUser(Exception):
+class UnknownUser(Refusal):
     pass
+
+
+class UnknownHold(Refusal):
+    """No such hold for this user (another user's is answered the same: 404)."""
+
+
+class HoldConflict(Refusal):
+    """The hold is no longer open for this (captured, released), or its key was used otherwise."""
+
+
+class HoldExpired(Refusal):
+    """The hold expired before this capture or extension (410): its tokens are free again."""
 
 
 class Unauthorized(Exception):
