@@ -15,7 +15,9 @@ from typing import Any, Callable, Mapping, Protocol
 
 from core.domain.account import Account
 from core.domain.dispute import Dispute
+from core.domain.holds import Hold
 from core.domain.ledger import Entry
+from core.domain.lots import Lot
 from core.domain.payment import PACKAGE, Payment, PaymentLink
 from core.domain.records import Alert, EventRecord
 
@@ -27,15 +29,33 @@ class Codec:
     collection: str
     to_doc: Callable[[Any], dict]
     from_doc: Callable[[str, Mapping[str, Any]], Any]
+    companions: Callable[[Any], list] = lambda value: []  # other values written with this one
 
 
 def _int(doc: Mapping[str, Any], name: str) -> int:
     return int(doc.get(name) or 0)
 
 
+_LOT_FIELDS = (("source", "source"), ("amount", "amount"), ("remaining", "remaining"), ("createdAt", "created_at"),
+               ("expiresAt", "expires_at"), ("costCents", "cost_cents"), ("currency", "currency"),
+               ("paymentId", "payment_id"), ("planId", "plan_id"), ("rolloverCap", "rollover_cap"),
+               ("rolledOver", "rolled_over"), ("expired", "expired"), ("migratedConsumed", "migrated_consumed"))
+
+
+def _lot_doc(lot: Lot) -> dict:
+    return {"userId": lot.user_id, **{name: getattr(lot, attr) for name, attr in _LOT_FIELDS}, "open": lot.open}
+
+
+def _lot(key: str, doc: Mapping[str, Any]) -> Lot:
+    return Lot(key, doc.get("userId") or "", **{attr: doc.get(name) for name, attr in _LOT_FIELDS
+                                               if doc.get(name) is not None})
+
+
 def _account_doc(a: Account) -> dict:
     doc = {"tokenBalance": a.balance, "totalTokensPurchased": a.purchased, "totalTokensEarned": a.earned,
-           "totalTokensSpent": a.spent, "debt": a.debt, "frozenBy": dict(a.frozen_by)}
+           "totalTokensSpent": a.spent, "totalTokensExpired": a.expired, "debt": a.debt,
+           "frozenBy": dict(a.frozen_by), "lots": {k: _lot_doc(v) for k, v in a.lots.items()},
+           "holds": {k: dict(v) for k, v in a.holds.items()}}
     if a.subscription is not None:
         doc["subscription"] = dict(a.subscription)
     return doc
@@ -43,7 +63,27 @@ def _account_doc(a: Account) -> dict:
 
 def _account(key: str, doc: Mapping[str, Any]) -> Account:
     return Account(key, _int(doc, "tokenBalance"), _int(doc, "totalTokensPurchased"), _int(doc, "totalTokensEarned"),
-                   _int(doc, "totalTokensSpent"), dict(doc.get("frozenBy") or {}), doc.get("subscription"), True)
+                   _int(doc, "totalTokensSpent"), dict(doc.get("frozenBy") or {}), doc.get("subscription"), True,
+                   _int(doc, "totalTokensExpired"),
+                   {k: _lot(k, v) for k, v in (doc.get("lots") or {}).items()},
+                   {k: dict(v) for k, v in (doc.get("holds") or {}).items()})
+
+
+_HOLD_FIELDS = (("amount", "amount"), ("expiresAt", "expires_at"), ("placedAt", "created_at"),
+                ("idempotencyKey", "idempotency_key"), ("requestHash", "request_hash"), ("reason", "reason"),
+                ("actor", "actor"), ("status", "status"), ("captured", "captured"), ("released", "released"),
+                ("entryId", "entry_id"), ("captureKey", "capture_key"), ("captureHash", "capture_hash"))
+
+
+def _hold_doc(h: Hold) -> dict:
+    return {"userId": h.user_id, **{name: getattr(h, attr) for name, attr in _HOLD_FIELDS},
+            "history": [dict(step) for step in h.history]}
+
+
+def _hold(key: str, doc: Mapping[str, Any]) -> Hold:
+    return Hold(key, doc.get("userId") or "", **{attr: doc.get(name) for name, attr in _HOLD_FIELDS
+                                                if doc.get(name) is not None},
+                history=tuple(dict(step) for step in doc.get("history") or ()))
 
 
 def _entry_doc(e: Entry) -> dict:
@@ -122,7 +162,9 @@ def _alert(key: str, doc: Mapping[str, Any]) -> Alert:
 
 
 CODECS: dict[type, Codec] = {
-    Account: Codec("users", _account_doc, _account),
+    Account: Codec("users", _account_doc, _account, lambda a: list(a.changed_lots.values())),
+    Lot: Codec("lots", _lot_doc, _lot),
+    Hold: Codec("holds", _hold_doc, _hold),
     Entry: Codec("transactions", _entry_doc, _entry),
     Payment: Codec("purchases", _payment_doc, _payment),
     PaymentLink: Codec("payment_intents", _link_doc, _link),
@@ -131,7 +173,7 @@ CODECS: dict[type, Codec] = {
     Alert: Codec("security_alerts", _alert_doc, _alert),
 }
 # Documents whose creation time and last change the store stamps (entries: createdAt only).
-_UPDATED = {"users", "purchases", "payment_intents", "disputes", "stripe_events"}
+_UPDATED = {"users", "purchases", "payment_intents", "disputes", "stripe_events", "lots", "holds"}
 
 
 class DocumentBackend(Protocol):
@@ -175,6 +217,8 @@ class DocumentTx:
 
     def put(self, value: Any) -> None:
         self._puts[(type(value), value.key)] = value
+        for companion in CODECS[type(value)].companions(value):
+            self.put(companion)
 
     def add(self, value: Any) -> None:
         item = (type(value), value.key)

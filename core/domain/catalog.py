@@ -29,6 +29,7 @@ class Plan:
     price_cents: int
     interval: str  # Stripe's recurring interval: day | week | month | year
     currency: str
+    rollover_cap: int | None = None  # unused allowance kept past a period's end (None: all of it)
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,10 @@ def parse_catalog(raw: dict) -> Catalog:
             raise ValueError(f"catalog plan {plan_id!r} needs positive integer tokensPerPeriod and priceCents")
         if interval not in PLAN_INTERVALS:
             raise ValueError(f"catalog plan {plan_id!r} interval must be one of {', '.join(PLAN_INTERVALS)}")
-        plans.append(Plan(plan_id, item["name"], tokens, price, interval, item.get("currency", currency).lower()))
+        cap = item.get("rolloverCap")
+        if cap is not None and (type(cap) is not int or cap < 0):
+            raise ValueError(f"catalog plan {plan_id!r} rolloverCap must be a whole number of tokens, 0 or more")
+        plans.append(Plan(plan_id, item["name"], tokens, price, interval, item.get("currency", currency).lower(), cap))
     if len({p.id for p in plans}) != len(plans):
         raise ValueError("catalog plan ids must be unique")
     return Catalog(tuple(packages), tuple(plans))

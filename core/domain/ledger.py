@@ -6,8 +6,11 @@ entry amounts, and each total is the sum of its entry types:
     totalTokensPurchased = purchase + subscription_allowance + refund + dispute_reversal
     totalTokensEarned    = grant + adjustment
     totalTokensSpent     = -(spend)
+    totalTokensExpired   = -(expiry)
 
-so tokenBalance == totalTokensPurchased + totalTokensEarned - totalTokensSpent always.
+so tokenBalance == totalTokensPurchased + totalTokensEarned - totalTokensSpent
+- totalTokensExpired always. Each entry that moves tokens records the lots it moved
+(``lots``: lot id -> signed change; core/domain/lots.py).
 Entry ids are deterministic (a payment, a refund's cumulative amount, a dispute, a caller's
 idempotency key), so a redelivery finds the entry it would write and changes nothing.
 """
@@ -21,9 +24,11 @@ from typing import Any, Mapping
 from core.domain.errors import InvalidRequest
 from core.domain.ids import is_valid_doc_id
 
-PURCHASED, EARNED, SPENT = "totalTokensPurchased", "totalTokensEarned", "totalTokensSpent"
+PURCHASED, EARNED, SPENT, EXPIRED = ("totalTokensPurchased", "totalTokensEarned", "totalTokensSpent",
+                                     "totalTokensExpired")
+TOTAL_NAMES = (PURCHASED, EARNED, SPENT, EXPIRED)
 PURCHASE, ALLOWANCE, REFUND, DISPUTE_REVERSAL = "purchase", "subscription_allowance", "refund", "dispute_reversal"
-GRANT, ADJUSTMENT, SPEND = "grant", "adjustment", "spend"
+GRANT, ADJUSTMENT, SPEND, EXPIRY = "grant", "adjustment", "spend", "expiry"
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,7 @@ ENTRY_TYPES = {t.name: t for t in (
     EntryType(GRANT, +1, EARNED, +1),
     EntryType(ADJUSTMENT, 0, EARNED, +1),
     EntryType(SPEND, -1, SPENT, -1),
+    EntryType(EXPIRY, -1, EXPIRED, -1),
 )}
 REVERSAL_TYPES = (REFUND, DISPUTE_REVERSAL)
 
@@ -83,6 +89,15 @@ def refund_entry_id(payment_id: str, refunded_cents: int) -> str:
 
 def dispute_entry_id(dispute_id: str) -> str:
     return f"dispute_{dispute_id}"
+
+
+def expiry_entry_id(lot_id: str, expired_so_far: int) -> str:
+    """An expiry of a lot, keyed by how much has expired from it in all (a held lot may expire in parts)."""
+    return f"expiry_{hashlib.sha256(lot_id.encode()).hexdigest()[:32]}_{expired_so_far}"
+
+
+def capture_entry_id(hold_id: str) -> str:
+    return f"capture_{hold_id}"
 
 
 def keyed_entry_id(kind: str, user_id: str, key: str) -> str:

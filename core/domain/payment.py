@@ -9,6 +9,9 @@ by the invoice). Both credit once (``credit``), then refunds and lost disputes t
   out-of-order partial refunds never debit twice;
 - a lost dispute takes back whatever remains.
 
+Both take from the lot the payment bought first (at most what remains of it), then from the
+rest of the balance in spend order, then below zero (debt).
+
 A reversal can overtake the credit it reverses. It is then parked on the payment's
 ``PaymentLink`` (keyed by the PaymentIntent, which both sides know) and applied inside the
 transaction that credits the payment, whenever that happens — no retry budget to outlive.
@@ -20,6 +23,7 @@ from typing import Any, Mapping
 
 from core.domain.account import Account
 from core.domain.ledger import DISPUTE_REVERSAL, REFUND, Entry, dispute_entry_id, refund_entry_id
+from core.domain.lots import PURCHASE_LOT, LotSpec
 
 PACKAGE, PLAN_INVOICE = "package", "plan_invoice"
 OPEN, PENDING, FULFILLED, REJECTED, FAILED, EXPIRED = "open", "pending", "fulfilled", "rejected", "failed", "expired"
@@ -72,7 +76,7 @@ class Payment:
         return replace(self, status=status, **fields)
 
     # -- reversals --------------------------------------------------------------------------
-    def refund(self, account: Account, refunded_cents: int, refs: Mapping[str, Any]
+    def refund(self, account: Account, refunded_cents: int, refs: Mapping[str, Any], now: float = 0.0
                ) -> tuple["Payment", Account, Entry | None]:
         cents = max(self.refunded_cents, refunded_cents)
         paid = self.amount_paid
@@ -82,17 +86,18 @@ class Payment:
         if debit == 0:
             return after, account, None
         account, entry = account.post(refund_entry_id(self.id, refunded_cents), REFUND, -debit,
-                                      {**refs, **self._refs()})
+                                      {**refs, **self._refs()}, now=now, from_lot=self.entry_id)
         return after, account, entry
 
-    def reverse_for_dispute(self, account: Account, dispute_id: str, refs: Mapping[str, Any]
+    def reverse_for_dispute(self, account: Account, dispute_id: str, refs: Mapping[str, Any], now: float = 0.0
                             ) -> tuple["Payment", Account, Entry | None]:
         debit = max(0, self.remaining)
         if debit == 0:
             return self, account, None
         after = replace(self, reversed_tokens=self.reversed_tokens + debit)
         account, entry = account.post(dispute_entry_id(dispute_id), DISPUTE_REVERSAL, -debit,
-                                      {**refs, "disputeId": dispute_id, **self._refs()})
+                                      {**refs, "disputeId": dispute_id, **self._refs()}, now=now,
+                                      from_lot=self.entry_id)
         return after, account, entry
 
     def _refs(self) -> dict[str, Any]:
@@ -135,24 +140,28 @@ class PaymentLink:
 
 
 def credit(payment: Payment, account: Account, entry_type: str, refs: Mapping[str, Any],
-           link: PaymentLink | None) -> tuple[Payment, Account, list[Entry], PaymentLink | None]:
-    """Credit a payment once, then apply every reversal parked for it, in one step."""
+           link: PaymentLink | None, now: float = 0.0, lot: LotSpec | None = None
+           ) -> tuple[Payment, Account, list[Entry], PaymentLink | None]:
+    """Credit a payment once (its lot: ``lot``, or a purchase lot with the payment's cost),
+    then apply every reversal parked for it, in one step."""
     from core.domain.ledger import payment_entry_id
 
     entry_id = payment_entry_id(entry_type, payment.id)
+    lot = lot or LotSpec(PURCHASE_LOT)
+    lot = replace(lot, cost_cents=payment.amount_paid, currency=payment.currency, payment_id=payment.id)
     account, entry = account.post(entry_id, entry_type, payment.tokens,
                                   {**refs, **payment._refs(), "amountPaid": payment.amount_paid,
-                                   "currency": payment.currency})
+                                   "currency": payment.currency}, now=now, lot=lot)
     payment = replace(payment, status=FULFILLED, entry_id=entry_id, user_id=account.user_id, reason=None,
                       detail=None)
     entries = [entry]
     if link is None:
         return payment, account, entries, None
     if link.parked_refund_cents:
-        payment, account, refund = payment.refund(account, link.parked_refund_cents, link.parked_refund_refs)
+        payment, account, refund = payment.refund(account, link.parked_refund_cents, link.parked_refund_refs, now)
         entries += [refund] if refund else []
     for dispute_id, dispute_refs in sorted(link.parked_disputes.items()):
-        payment, account, reversal = payment.reverse_for_dispute(account, dispute_id, dispute_refs)
+        payment, account, reversal = payment.reverse_for_dispute(account, dispute_id, dispute_refs, now)
         entries += [reversal] if reversal else []
     link = replace(link, payment_id=payment.id, user_id=account.user_id, parked_refund_cents=0,
                    parked_refund_refs={}, parked_disputes={})

@@ -65,7 +65,7 @@ def dispute_event(deps, event: StripeEvent) -> Outcome:
             refs = {"stripeEventId": event.id, "chargeId": info["chargeId"]}
             if link is not None and link.payment_id:
                 payment = tx.get(Payment, link.payment_id)
-                payment, account, entry = payment.reverse_for_dispute(account, dispute_id, refs)
+                payment, account, entry = payment.reverse_for_dispute(account, dispute_id, refs, deps.clock())
                 tx.put(payment)
                 balance_after[0] = account.balance
                 if entry is not None:

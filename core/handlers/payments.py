@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 
 from core.domain.account import Account
 from core.domain.ledger import REVERSAL_TYPES
+from core.domain.lots import LotSpec
 from core.domain.payment import REJECTED as REJECTED_PAYMENT, Payment, PaymentLink, credit
 from core.domain.records import PROCESSED, REJECTED, Alert, EventRef
 from core.handlers.debt import debt_alert, log_debt
@@ -35,7 +36,7 @@ def locked(deps, user_id: str):
 
 
 def credit_payment(deps, payment: Payment, entry_type: str, ref: EventRef, record: dict | None = None,
-                   entry_refs: dict | None = None) -> Credited:
+                   entry_refs: dict | None = None, lot: LotSpec | None = None) -> Credited:
     """Credit ``payment`` (status ignored; its user, tokens and references are) exactly once."""
     user_id = payment.user_id
     pi = payment.payment_intent
@@ -56,7 +57,8 @@ def credit_payment(deps, payment: Payment, entry_type: str, ref: EventRef, recor
         if pi and link is None:
             link = PaymentLink(pi)
         paid, account_after, entries, link_after = credit(base, account or Account(user_id), entry_type,
-                                                          {**ref.refs(), **(entry_refs or {})}, link)
+                                                          {**ref.refs(), **(entry_refs or {})}, link,
+                                                          deps.clock(), lot)
         tx.put(paid)
         tx.put(account_after)
         for entry in entries:

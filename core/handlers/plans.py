@@ -20,6 +20,7 @@ from core.domain.checkout import CheckoutSession, resolve_user_id
 from core.domain.errors import MalformedEvent, PurchaseRejected
 from core.domain.ids import is_valid_doc_id
 from core.domain.ledger import ALLOWANCE, payment_entry_id
+from core.domain.lots import PLAN_LOT, LotSpec
 from core.domain.payment import PLAN_INVOICE, Payment
 from core.domain.records import PROCESSED, REJECTED, Alert, EventRef
 from core.domain.stripe_events import (
@@ -162,13 +163,19 @@ def _credit_invoice(deps, event: StripeEvent, ref: EventRef) -> Outcome:
     result = credit_payment(deps, Payment(
         invoice_id, PLAN_INVOICE, user_id, item_id=plan.id, tokens=plan.tokens_per_period,
         amount_paid=invoice["amount_paid"], currency=plan.currency, payment_intent=pi, info=plan_refs),
-        ALLOWANCE, ref, {"subscriptionId": sub_id}, entry_refs=plan_refs)
+        ALLOWANCE, ref, {"subscriptionId": sub_id}, entry_refs=plan_refs, lot=plan_lot(plan, plan_refs["periodEnd"]))
     log.info("plan allowance %s", "credited" if result.credited else "already credited",
              extra={"event_id": event.id, "user_id": user_id, "invoice_id": invoice_id, "plan_id": plan.id,
                     "tokens": plan.tokens_per_period, "balance_after": result.balance_after})
     if result.credited:
         return Outcome("credited", None, user_id, result.balance_after)
     return Outcome("already_fulfilled", None, user_id)
+
+
+def plan_lot(plan, period_end: int | None) -> LotSpec:
+    """A period's allowance: with a rollover cap it expires at the period end, above the cap."""
+    expires = period_end if plan.rollover_cap is not None else None
+    return LotSpec(PLAN_LOT, expires_at=expires, plan_id=plan.id, rollover_cap=plan.rollover_cap)
 
 
 def _invoice_problem(invoice: Mapping[str, Any], plan) -> tuple[str, str] | None:

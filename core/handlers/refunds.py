@@ -44,7 +44,7 @@ def charge_refunded(deps, event: StripeEvent) -> Outcome:
             tx.put(ref.record(PROCESSED, "parked", userId=owner.user_id, paymentIntentId=pi))
             return "parked", 0, None, 0
         payment, account = tx.get_all((Payment, link.payment_id), (Account, link.user_id))
-        payment, account, entry = payment.refund(account or Account(link.user_id), cents, refs)
+        payment, account, entry = payment.refund(account or Account(link.user_id), cents, refs, deps.clock())
         tx.put(payment)
         if entry is not None:
             tx.put(account)

@@ -8,9 +8,9 @@ from core.services import ingress
 from tests.unit.fakes import FakeQueue, checkout_session, event_json, sign
 
 INGRESS = {"writes": 1}  # stripe_events/{id}: created with the payload (a redelivery: one update)
-CREDIT = {"transactions": 1, "reads": 3, "writes": 5}
+CREDIT = {"transactions": 1, "reads": 3, "writes": 6}
 # reads: the payment, the user, the PaymentIntent's link (one get_all);
-# writes: payment, user, ledger entry, link, event record.
+# writes: payment, user, ledger entry, the lot it bought, link, event record.
 
 
 def test_a_purchase_costs_one_write_at_ingress_and_one_transaction_to_credit(deps, store):

@@ -85,7 +85,7 @@ def plan_item(**overrides):
 
 def test_default_catalog_has_the_monthly_plan_and_packages_are_unchanged():
     catalog = load_catalog()
-    assert catalog.plans == (Plan("monthly", "Monthly", 600, 2499, "month", "usd"),)
+    assert catalog.plans == (Plan("monthly", "Monthly", 600, 2499, "month", "usd", rollover_cap=300),)
     assert catalog.plan("monthly") is catalog.plans[0]
     assert catalog.get("monthly") is None and catalog.plan("starter") is None
     assert [p.id for p in catalog.packages] == ["starter", "basic", "pro", "premium"]
@@ -228,7 +228,7 @@ def test_invoice_paid_credits_the_allowance_once_per_invoice(deps, store):
     assert bare(entry) == {"userId": "u1", "type": "subscription_allowance", "amount": 600, "balanceAfter": 600,
                      "invoiceId": "in_1", "subscriptionId": "sub_1", "planId": "monthly", "amountPaid": 2499,
                      "currency": "usd", "billingReason": "subscription_create", "stripeEventId": "evt_1",
-                     "source": "webhook", "periodEnd": PERIOD_END}
+                     "source": "webhook", "periodEnd": PERIOD_END, "lots": {"subscription_in_1": 600}}
     user = store.users["u1"]
     assert (user["tokenBalance"], user["totalTokensPurchased"]) == (600, 600)
     assert store.balance("u1") == store.ledger_sum("u1")
