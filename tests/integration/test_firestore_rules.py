@@ -24,12 +24,42 @@ ALICE, BOB, CAROL = "alice", "bob", "carol"  # carol has no account yet
 ANON = None
 STAMP = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 
+DAVE = "dave"  # an account written before lots and holds: it has none of their fields
+EPOCH = 1767225600  # STAMP in unix seconds
 ALICE_ACCOUNT = {
     "tokenBalance": 50, "totalTokensPurchased": 50, "totalTokensEarned": 0, "totalTokensSpent": 0,
+    "totalTokensExpired": 5,
     "subscription": {"plan": "pro", "allowance": 100, "status": "active", "eventCreated": 1767225600},
     "frozenBy": {"dp_1": {"amount": 500, "since": STAMP}}, "frozen": False, "debt": 0, "spendingBlocked": False, "createdAt": STAMP, "updatedAt": STAMP,
+    "lots": {"lot_alice_1": {"source": "purchase", "amount": 50, "remaining": 30, "expiresAt": None, "createdAt": EPOCH},
+             "lot_alice_2": {"source": "promo", "amount": 25, "remaining": 20, "expiresAt": EPOCH + 86400,
+                             "createdAt": EPOCH}},
+    "holds": {"hold_alice_1": {"amount": 20, "status": "open", "expiresAt": EPOCH + 900, "createdAt": EPOCH}},
     "displayName": "Alice", "photoURL": "https://example.com/alice.png", "locale": "en",
     "marketingOptIn": False,
+}
+LEGACY_ACCOUNT = {k: v for k, v in ALICE_ACCOUNT.items() if k not in ("totalTokensExpired", "lots", "holds")}
+
+
+def lot(user, **over):
+    return {"userId": user, "source": "purchase", "amount": 50, "remaining": 30, "expiresAt": None,
+            "createdAt": EPOCH, "costCents": 500, "currency": "usd", "paymentId": f"pi_{user}",
+            "entryId": f"purchase_cs_{user}", "expired": 0, "rolledOver": 0, **over}
+
+
+def hold(user, **over):
+    return {"userId": user, "amount": 20, "status": "open", "expiresAt": EPOCH + 900, "reason": "spend",
+            "idempotencyKey": f"key_{user}", "requestHash": "sha256:00", "history": [{"status": "open", "at": EPOCH}],
+            "captured": 0, "released": 0, "entryId": None, "createdAt": EPOCH, "updatedAt": EPOCH, **over}
+
+
+LOTS_AND_HOLDS = {
+    "lots/lot_alice_1": lot(ALICE),
+    "lots/lot_alice_2": lot(ALICE, source="promo", amount=25, remaining=20, expiresAt=EPOCH + 86400, costCents=0,
+                            paymentId=None, entryId="promo_alice"),
+    "lots/lot_bob_1": lot(BOB, amount=7, remaining=7),
+    "holds/hold_alice_1": hold(ALICE),
+    "holds/hold_bob_1": hold(BOB, amount=3),
 }
 # Every server-owned collection the issue names, one it does not, and a user's subcollection.
 SERVER_ONLY = ["purchases/cs_alice", "stripe_events/evt_alice", "security_alerts/purchase_rejected_cs_alice",
@@ -38,11 +68,15 @@ SERVER_ONLY = ["purchases/cs_alice", "stripe_events/evt_alice", "security_alerts
                "users/alice/private/doc_1"]
 SEED = {
     "users/alice": ALICE_ACCOUNT,
-    "users/bob": {**ALICE_ACCOUNT, "tokenBalance": 7, "displayName": "Bob"},
+    "users/bob": {**ALICE_ACCOUNT, "tokenBalance": 7, "displayName": "Bob", "totalTokensExpired": 0,
+                  "lots": {"lot_bob_1": {"source": "purchase", "amount": 7, "remaining": 7, "expiresAt": None,
+                                         "createdAt": EPOCH}}, "holds": {}},
+    "users/dave": LEGACY_ACCOUNT,
     "transactions/purchase_cs_alice": {"userId": ALICE, "type": "purchase", "amount": 50, "balanceAfter": 50,
                                        "createdAt": STAMP, "source": "webhook"},
     "transactions/purchase_cs_bob": {"userId": BOB, "type": "purchase", "amount": 7, "balanceAfter": 7,
                                      "createdAt": STAMP, "source": "webhook"},
+    **LOTS_AND_HOLDS,
     **{path: {"userId": ALICE, "status": "fulfilled", "createdAt": STAMP} for path in SERVER_ONLY},
 }
 
@@ -253,6 +287,7 @@ def test_smoke_signed_in_user_update_of_own_token_balance_is_permission_denied(f
 
 SERVER_FIELD_CHANGES = {
     "tokenBalance": 999999, "totalTokensEarned": 1, "totalTokensPurchased": 51, "totalTokensSpent": -5,
+    "totalTokensExpired": 0, "lots": {}, "holds": {},
     "subscription": {"plan": "enterprise", "allowance": 100000, "status": "active"},
     "frozenBy": {}, "frozen": True, "debt": -100, "spendingBlocked": True,
     "updatedAt": dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc),
@@ -266,7 +301,9 @@ def test_user_cannot_change_a_server_owned_field_of_own_account(fs, field, value
     assert alice(fs) == ALICE_ACCOUNT
 
 
-@pytest.mark.parametrize("field", ["tokenBalance", "frozenBy", "frozenBy.dp_1", "debt", "subscription", "updatedAt"])
+@pytest.mark.parametrize("field", ["tokenBalance", "frozenBy", "frozenBy.dp_1", "debt", "subscription", "updatedAt",
+                                   "totalTokensExpired", "lots", "lots.lot_alice_1", "lots.lot_alice_2.expiresAt",
+                                   "holds", "holds.hold_alice_1"])
 def test_user_cannot_remove_a_server_owned_field(fs, field):
     denied(fs.patch("users/alice", {}, ALICE, mask=[field]))
     assert alice(fs) == ALICE_ACCOUNT
@@ -283,14 +320,16 @@ def test_user_cannot_change_subscription_subfield(fs):
     assert alice(fs) == ALICE_ACCOUNT
 
 
-@pytest.mark.parametrize("field", ["tokenBalance", "totalTokensPurchased", "debt"])
+@pytest.mark.parametrize("field", ["tokenBalance", "totalTokensPurchased", "debt", "totalTokensExpired"])
 def test_user_cannot_rewrite_an_integer_counter_as_an_equal_float(fs, field):
     """The rules' diff() sees 50 == 50.0 as unchanged; the type change is caught separately."""
     denied(fs.patch("users/alice", {field: float(ALICE_ACCOUNT[field])}, ALICE, mask=[field]))
     assert type(alice(fs)[field]) is int
 
 
-@pytest.mark.parametrize("path", ["subscription.allowance", "subscription.eventCreated", "frozenBy.dp_1.amount"])
+@pytest.mark.parametrize("path", ["subscription.allowance", "subscription.eventCreated", "frozenBy.dp_1.amount",
+                                  "lots.lot_alice_1.remaining", "lots.lot_alice_2.expiresAt",
+                                  "holds.hold_alice_1.amount", "holds.hold_alice_1.expiresAt"])
 def test_user_cannot_rewrite_a_nested_integer_as_an_equal_float(fs, path):
     top, *rest = path.split(".")
     value = ALICE_ACCOUNT[top]
@@ -349,6 +388,68 @@ def test_batch_with_one_forbidden_write_commits_nothing(fs):
     ], ALICE))
     assert alice(fs) == ALICE_ACCOUNT
     assert fs.read("transactions/gift") is None
+
+
+# --- users/{uid}: totalTokensExpired, lots and holds (server-owned) ------------------------------
+
+LOT_AND_HOLD_EDITS = {
+    "lots.lot_alice_1.remaining": 1000000,   # refill a lot
+    "lots.lot_alice_2.expiresAt": None,      # make an expiring lot last forever
+    "lots.lot_alice_2.source": "purchase",
+    "lots.lot_free": {"source": "grant", "amount": 1000000, "remaining": 1000000, "expiresAt": None},
+    "holds.hold_alice_1.status": "released",  # release one's own hold
+    "holds.hold_alice_1.amount": 0,
+    "holds.hold_free": {"amount": 1, "status": "captured", "expiresAt": None},
+}
+
+
+@pytest.mark.parametrize("path,value", LOT_AND_HOLD_EDITS.items(), ids=LOT_AND_HOLD_EDITS)
+def test_user_cannot_change_or_add_a_lot_or_hold_on_own_account(fs, path, value):
+    patch = nested = {}
+    *parents, leaf = path.split(".")
+    for key in parents:
+        nested[key] = {}
+        nested = nested[key]
+    nested[leaf] = value
+    denied(fs.patch("users/alice", patch, ALICE, mask=[path]))
+    assert alice(fs) == ALICE_ACCOUNT
+
+
+@pytest.mark.parametrize("field,value", [("totalTokensExpired", 0), ("totalTokensExpired", 5), ("lots", {}),
+                                         ("lots", ALICE_ACCOUNT["lots"]), ("holds", {}),
+                                         ("holds", ALICE_ACCOUNT["holds"])],
+                         ids=["totalTokensExpired=0", "totalTokensExpired=5", "lots={}", "lots=alice's",
+                              "holds={}", "holds=alice's"])
+def test_user_cannot_add_lot_fields_to_an_account_that_has_none(fs, field, value):
+    """An account written before lots and holds: the fields are absent, and a client may not
+    bring them in, not even empty or zero."""
+    denied(fs.patch("users/dave", {field: value}, DAVE, mask=[field]))
+    denied(fs.patch("users/dave", {**LEGACY_ACCOUNT, field: value}, DAVE))  # no mask: full overwrite
+    assert fs.read("users/dave") == LEGACY_ACCOUNT
+
+
+def test_profile_edit_bundled_with_a_hold_release_is_refused_whole(fs):
+    denied(fs.patch("users/alice", {"displayName": "Eve", "holds": {"hold_alice_1": {"status": "released"}}},
+                    ALICE, mask=["displayName", "holds.hold_alice_1.status"]))
+    assert alice(fs) == ALICE_ACCOUNT
+
+
+def test_lot_fields_survive_a_profile_edit(fs):
+    """Profile edits keep working on an account that holds lots and holds, and leave them as they were."""
+    allowed(fs.patch("users/alice", {"displayName": "Alice B.", "locale": "fr"}, ALICE, mask=["displayName", "locale"]))
+    assert alice(fs) == {**ALICE_ACCOUNT, "displayName": "Alice B.", "locale": "fr"}
+
+
+def test_profile_edit_works_on_an_account_without_lot_fields(fs):
+    allowed(fs.patch("users/dave", {"displayName": "Dave"}, DAVE, mask=["displayName"]))
+    assert fs.read("users/dave") == {**LEGACY_ACCOUNT, "displayName": "Dave"}
+
+
+def test_increment_transform_on_expired_total_or_a_lot_is_refused(fs):
+    denied(fs.commit([{"transform": {"document": fs.name("users/alice"), "fieldTransforms": [
+        {"fieldPath": "totalTokensExpired", "increment": enc(-5)},
+        {"fieldPath": "lots.lot_alice_1.remaining", "increment": enc(1000)}]}}], ALICE))
+    assert alice(fs) == ALICE_ACCOUNT
 
 
 # --- users/{uid}: profile edits ----------------------------------------------------------------
@@ -424,8 +525,11 @@ def test_user_creates_own_account_through_an_update(fs):
 
 
 @pytest.mark.parametrize("extra", [{"tokenBalance": 0}, {"tokenBalance": 1000000}, {"frozen": False},
-                                   {"createdAt": STAMP}, {"subscription": {"plan": "pro"}}],
-                         ids=lambda e: next(iter(e)))
+                                   {"createdAt": STAMP}, {"subscription": {"plan": "pro"}},
+                                   {"totalTokensExpired": 0}, {"lots": {}}, {"lots": ALICE_ACCOUNT["lots"]},
+                                   {"holds": {}}, {"holds": ALICE_ACCOUNT["holds"]}],
+                         ids=["tokenBalance=0", "tokenBalance", "frozen", "createdAt", "subscription",
+                              "totalTokensExpired", "lots={}", "lots", "holds={}", "holds"])
 def test_user_cannot_create_own_account_with_server_fields(fs, extra):
     denied(fs.create("users/carol", {"displayName": "Carol", **extra}, CAROL))
     denied(fs.patch("users/carol", {"displayName": "Carol", **extra}, CAROL, mask=["displayName", *extra]))
@@ -505,6 +609,102 @@ def test_nobody_writes_the_ledger(fs, who):
     assert fs.read("transactions/gift") is None
     assert fs.read("transactions/purchase_cs_alice") == SEED["transactions/purchase_cs_alice"]
     assert fs.read("transactions/purchase_cs_bob") == SEED["transactions/purchase_cs_bob"]
+
+
+# --- lots and holds: read-only for their owner, like the ledger ---------------------------------
+
+COLLECTIONS = ["lots", "holds"]
+OWN = {"lots": ["lot_alice_1", "lot_alice_2"], "holds": ["hold_alice_1"]}
+BOBS = {"lots": ["lot_bob_1"], "holds": ["hold_bob_1"]}
+OTHER_FIELD = {"lots": ("source", "purchase"), "holds": ("status", "open")}
+
+
+@pytest.mark.parametrize("collection", COLLECTIONS)
+def test_user_reads_own_lots_and_holds(fs, collection):
+    for doc_id in OWN[collection]:
+        doc = allowed(fs.get(f"{collection}/{doc_id}", ALICE))
+        assert {k: dec(v) for k, v in doc["fields"].items()} == SEED[f"{collection}/{doc_id}"]
+
+
+@pytest.mark.parametrize("who", [BOB, ANON], ids=["other user", "unauthenticated"])
+@pytest.mark.parametrize("collection", COLLECTIONS)
+def test_nobody_else_reads_a_lot_or_hold(fs, collection, who):
+    for doc_id in OWN[collection]:
+        denied(fs.get(f"{collection}/{doc_id}", who))
+
+
+@pytest.mark.parametrize("collection", COLLECTIONS)
+def test_reading_a_missing_lot_or_hold_is_refused_rather_than_not_found(fs, collection):
+    denied(fs.get(f"{collection}/no_such_doc", ALICE))
+
+
+@pytest.mark.parametrize("collection", COLLECTIONS)
+def test_user_queries_own_lots_and_holds_filtered_on_own_user_id(fs, collection):
+    assert found(fs.query(collection, ALICE, where=("userId", "EQUAL", ALICE))) == OWN[collection]
+    assert found(fs.query(collection, BOB, where=("userId", "EQUAL", BOB))) == BOBS[collection]
+
+
+@pytest.mark.parametrize("collection", COLLECTIONS)
+def test_lot_and_hold_query_without_the_user_id_filter_is_refused(fs, collection):
+    denied(fs.query(collection, ALICE))
+    denied(fs.request("GET", f"{fs.base}/{collection}", ALICE))
+    denied(fs.query(collection, ALICE, where=("__name__", "EQUAL", Ref(f"{collection}/{BOBS[collection][0]}"))))
+    field, value = OTHER_FIELD[collection]
+    denied(fs.query(collection, ALICE, where=(field, "EQUAL", value)))
+
+
+@pytest.mark.parametrize("where", [("userId", "EQUAL", BOB), ("userId", "IN", [ALICE, BOB]),
+                                   ("userId", "NOT_EQUAL", ALICE)], ids=["other's id", "in list", "not own"])
+@pytest.mark.parametrize("collection", COLLECTIONS)
+def test_lot_and_hold_query_reaching_other_users_is_refused(fs, collection, where):
+    denied(fs.query(collection, ALICE, where=where))
+
+
+@pytest.mark.parametrize("collection", COLLECTIONS)
+def test_unauthenticated_lot_and_hold_query_is_refused(fs, collection):
+    denied(fs.query(collection, ANON, where=("userId", "EQUAL", ALICE)))
+
+
+@pytest.mark.parametrize("collection", COLLECTIONS)
+def test_collection_group_query_on_lots_and_holds_is_refused(fs, collection):
+    denied(fs.query(collection, ALICE, where=("userId", "EQUAL", ALICE), all_descendants=True))
+
+
+NEW_DOC = {"lots": lot(ALICE, amount=1000000, remaining=1000000, source="grant"),
+           "holds": hold(ALICE, status="captured")}
+OWN_EDIT = {"lots": [{"remaining": 1000000}, {"expiresAt": None}, {"expired": 0}],
+            "holds": [{"status": "released"}, {"amount": 0}, {"expiresAt": EPOCH + 10 ** 9}]}
+
+
+@pytest.mark.parametrize("who", [ALICE, BOB, ANON], ids=["its owner", "other user", "unauthenticated"])
+@pytest.mark.parametrize("collection", COLLECTIONS)
+def test_nobody_writes_lots_or_holds(fs, collection, who):
+    own, bobs = f"{collection}/{OWN[collection][0]}", f"{collection}/{BOBS[collection][0]}"
+    new = f"{collection}/new_doc"
+    denied(fs.create(new, NEW_DOC[collection], who))
+    denied(fs.patch(new, NEW_DOC[collection], who))  # an upsert creates
+    for edit in OWN_EDIT[collection]:
+        denied(fs.patch(own, edit, who, mask=list(edit)))
+    denied(fs.patch(own, {**SEED[own], "amount": 1000000}, who))  # full overwrite
+    denied(fs.patch(bobs, {"userId": ALICE}, who, mask=["userId"]))  # take someone else's
+    denied(fs.commit([{"transform": {"document": fs.name(own), "fieldTransforms": [
+        {"fieldPath": "amount", "increment": enc(1000)}]}}], who))
+    denied(fs.delete(own, who))
+    denied(fs.delete(bobs, who))
+    assert fs.read(new) is None
+    assert fs.read(own) == SEED[own]
+    assert fs.read(bobs) == SEED[bobs]
+
+
+def test_batch_releasing_own_hold_with_a_profile_edit_commits_nothing(fs):
+    denied(fs.commit([
+        {"update": {"name": fs.name("users/alice"), "fields": fields({"displayName": "Alice 2"})},
+         "updateMask": {"fieldPaths": ["displayName"]}},
+        {"update": {"name": fs.name("holds/hold_alice_1"), "fields": fields({"status": "released"})},
+         "updateMask": {"fieldPaths": ["status"]}},
+    ], ALICE))
+    assert alice(fs) == ALICE_ACCOUNT
+    assert fs.read("holds/hold_alice_1") == SEED["holds/hold_alice_1"]
 
 
 # --- everything else: server only --------------------------------------------------------------
