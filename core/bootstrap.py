@@ -85,6 +85,8 @@ def bootstrap(settings: Settings | None = None, *, configure_logs: bool = True) 
     from core.adapters.redis_limits import RedisLimits
     from core.adapters.stripe_payments import StripePayments
     from core.adapters.stripe_signature import verify_signature
+    from core import metrics
+    from core.services.account_batch import AccountBatcher
 
     settings = settings or process_settings()
     if configure_logs:
@@ -95,6 +97,7 @@ def bootstrap(settings: Settings | None = None, *, configure_logs: bool = True) 
     stripe = stripe_client(settings)
     redis = redis_client(settings.redis_url)
     limits = RedisLimits(redis, settings)
+    uow = FirestoreUnitOfWork(db)
     return Deps(
         settings=settings,
         store=FirestoreRecords(db),
@@ -102,9 +105,10 @@ def bootstrap(settings: Settings | None = None, *, configure_logs: bool = True) 
         catalog=load_catalog(settings.catalog_path),
         stripe=stripe,
         verify_id_token=firebase_verifier(firebase_app(settings)),
-        uow=FirestoreUnitOfWork(db),
+        uow=uow,
         payments=StripePayments(stripe),
         gate=limits,
         lock=limits,
+        batch=AccountBatcher(uow, limits, on_batch=metrics.account_batch),
         verify_webhook=verify_signature,
     )

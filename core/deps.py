@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 from core.config import Settings
 from core.domain.catalog import Catalog
-from core.ports import Payments, PurchaseGate, UnitOfWork, UserLock
+from core.ports import AccountBatch, Payments, PurchaseGate, UnitOfWork, UserLock
 from core.store import Records
 
 
@@ -24,5 +24,6 @@ class Deps:
     payments: Payments | None = None  # what the worker asks Stripe
     gate: PurchaseGate | None = None  # purchase limits and velocity windows (Redis)
     lock: UserLock | None = None  # one user's money changes queue here (Redis)
+    batch: AccountBatch | None = None  # concurrent works on one account, one transaction per batch
     # Stripe-Signature check: (payload, header, secrets, tolerance seconds or None) -> None, raises WebhookRefused
     verify_webhook: Callable[[str, str | None, tuple[str, ...], int | None], None] | None = None

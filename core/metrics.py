@@ -47,3 +47,16 @@ def scrape() -> tuple[bytes, str]:
         multiprocess.MultiProcessCollector(registry)
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+ACCOUNT_BATCH_SIZE = Histogram("tokenbank_account_batch_size", "Requests on one account committed in one transaction",
+                               buckets=(1, 2, 4, 8, 16, 32, 64, 128))
+TRANSACTION_RETRIES = Counter("tokenbank_transaction_retries_total",
+                              "Account batch transactions run again on contention (attempts - 1)")
+
+
+def account_batch(size: int, attempts: int) -> None:
+    """``AccountBatcher``'s default ``on_batch``: its size, and the retries it took."""
+    ACCOUNT_BATCH_SIZE.observe(size)
+    if attempts > 1:
+        TRANSACTION_RETRIES.inc(attempts - 1)

@@ -24,6 +24,7 @@ from core.deps import Deps
 from core.adapters.documents import NOW, DocumentTx
 from core.adapters.redis_limits import RedisLimits
 from core.adapters.stripe_signature import verify_signature
+from core.services.account_batch import AccountBatcher
 from core.domain.records import Alert
 
 FIXED_NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -323,6 +324,7 @@ def make_deps(store: FakeLedgerStore | None = None, redis=None, clock: Callable[
     limits = RedisLimits(redis, settings)  # the real Redis adapter, on fakeredis
     return Deps(settings=settings, store=store, redis=redis,
                 catalog=load_catalog(), clock=clock or (lambda: FIXED_NOW), uow=store.uow, payments=payments or FakePayments(), gate=limits, lock=limits,
+                batch=AccountBatcher(store.uow, limits),  # the same lock as a lone unit of work
                 verify_webhook=verify_signature)
 
 
