@@ -10,6 +10,7 @@ function of core.services.operations and prints what it returns (JSON on stdout)
     tokenbank reconcile [--hours 72]
     tokenbank audit
     tokenbank user UID
+    tokenbank lots migrate [--user UID] --operator NAME   (lots for accounts older than lots; rerunnable)
 
 Every command that changes something requires --operator: the name recorded with the change.
 Exit status: 0 done, 1 refused or found problems, 2 bad arguments.
@@ -78,6 +79,10 @@ def parser() -> argparse.ArgumentParser:
     rec.add_argument("--hours", type=_int, default=72)
     sub.add_parser("audit", help="check every balance against its ledger")
     sub.add_parser("user", help="balance, totals, last entries, alerts").add_argument("uid", type=_uid)
+    lots = sub.add_parser("lots", help="token lots").add_subparsers(dest="action", required=True)
+    migrate = lots.add_parser("migrate", help="one lot per credit that has none (safe to run again)")
+    migrate.add_argument("--user", type=_uid, default=None, help="one account (default: every account)")
+    _add_operator(migrate)
     return p
 
 
@@ -117,6 +122,8 @@ def call(args, deps, queue):
             return ops.audit(deps, on_progress=_progress("audit"))
         case "user", _:
             return ops.user_summary(deps, args.uid)
+        case "lots", "migrate":
+            return ops.migrate_lots(deps, args.user, args.operator)
     raise AssertionError(args)
 
 

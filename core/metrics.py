@@ -60,3 +60,7 @@ def account_batch(size: int, attempts: int) -> None:
     ACCOUNT_BATCH_SIZE.observe(size)
     if attempts > 1:
         TRANSACTION_RETRIES.inc(attempts - 1)
+
+HOLD_OPERATIONS = Counter("tokenbank_hold_operations_total",
+                          "Hold operations by operation (place, capture, release, extend) and outcome",
+                          ["operation", "outcome"])

@@ -73,3 +73,20 @@ class Records(Protocol):
     def list_entries(self, user_id: str, limit: int, after_id: str | None) -> tuple[list[dict], str | None]:
         """The user's ledger, newest first; ``after_id`` is the last id of the previous page.
         Raises InvalidCursor if it is not one of the user's entries."""
+
+    # -- accounts, holds and lots as domain values (core/adapters/firestore_holds.py) --------
+    def get_account(self, user_id: str) -> Any: ...
+
+    def get_hold(self, hold_id: str) -> Any: ...
+
+    def open_holds(self, user_id: str) -> list:
+        """The user's holds whose status is open (some may be past their expiry)."""
+
+    def user_holds(self, user_id: str) -> list:
+        """Every hold of the user, whatever its status."""
+
+    def user_lots(self, user_id: str) -> list:
+        """Every lot of the user, open or spent."""
+
+    def due_expiries(self, now: float, limit: int) -> list[str]:
+        """Users with an open hold or an open lot whose expiry is at or before ``now``."""

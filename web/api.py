@@ -79,8 +79,9 @@ def provider_error(_):
 
 @bp.errorhandler(InsufficientFunds)
 def insufficient(exc: InsufficientFunds):
-    return (jsonify(error="insufficient_funds", message=f"Not enough tokens: balance {exc.balance}, "
-                    f"needed {exc.amount}.", balance=exc.balance), 402)
+    return (jsonify(error="insufficient_funds", message=f"Not enough tokens: {exc.available} available "
+                    f"(balance {exc.balance}), needed {exc.amount}.", balance=exc.balance,
+                    available=exc.available, needed=exc.amount), 402)
 
 
 @bp.errorhandler(AccountFrozen)
@@ -148,13 +149,13 @@ def grant_tokens():
     if not g.service:
         return jsonify(error="forbidden", message="grants are for trusted backends only"), 403
     body = _json_body()
-    _fields(body, {"amount", "reason", "idempotencyKey", "userId", "createAccount"})
+    _fields(body, {"amount", "reason", "idempotencyKey", "userId", "createAccount", "expiresAt", "source"})
     user_id, actor = _target_user(body)
     create = body.get("createAccount", False)
     if not isinstance(create, bool):
         raise InvalidRequest("createAccount must be true or false", "createAccount")
     posted = grant(_deps(), user_id, body.get("amount"), body.get("reason"), body.get("idempotencyKey"), actor,
-                   create_account=create)
+                   create_account=create, expires_at=body.get("expiresAt"), source=body.get("source"))
     return jsonify(posted.as_dict() | {"userId": user_id})
 
 

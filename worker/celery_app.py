@@ -15,9 +15,10 @@ from __future__ import annotations
 from celery import Celery
 
 from broker.producer import APP_NAME, shared_config
-from broker.task_names import JOB_AUDIT, JOB_RECONCILE, JOB_SWEEP_INBOX
+from broker.task_names import JOB_AUDIT, JOB_EXPIRE, JOB_RECONCILE, JOB_SWEEP_INBOX
 from core.config import Settings
 from core.bootstrap import process_settings
+from core.services.expiry import EXPIRY_EVERY_SECONDS
 
 
 def create_celery(settings: Settings) -> Celery:
@@ -50,6 +51,8 @@ def create_celery(settings: Settings) -> Celery:
     app.conf.beat_schedule = {
         "reconcile-with-stripe": {"task": JOB_RECONCILE, "schedule": 15 * 60.0},
         "audit-balances": {"task": JOB_AUDIT, "schedule": 24 * 3600.0},
+        "expire-holds-and-lots": {"task": JOB_EXPIRE, "schedule": float(EXPIRY_EVERY_SECONDS),
+                                  "options": {"expires": float(EXPIRY_EVERY_SECONDS)}},
         "sweep-inbox": {"task": JOB_SWEEP_INBOX, "schedule": float(settings.inbox_sweep_every_seconds),
                         "options": {"expires": float(settings.inbox_sweep_every_seconds)}},
     }

@@ -99,3 +99,11 @@ def audit_job(self) -> dict:
     from core.services.jobs import scheduled_audit
 
     return self.run_guarded(lambda: scheduled_audit(deps()), lambda exc, attempts: None, {"job": "audit"})
+
+
+@app.task(name=task_names.JOB_EXPIRE, bind=True, base=MoneyTask, soft_time_limit=25, time_limit=30)
+def expire_job(self) -> dict:
+    """Release expired holds and expire expired lots (core/services/expiry.py), every 30 s."""
+    from core.services.expiry import run
+
+    return self.run_guarded(lambda: run(deps()), lambda exc, attempts: None, {"job": "expire"})

@@ -39,7 +39,8 @@ def _int(doc: Mapping[str, Any], name: str) -> int:
 _LOT_FIELDS = (("source", "source"), ("amount", "amount"), ("remaining", "remaining"), ("createdAt", "created_at"),
                ("expiresAt", "expires_at"), ("costCents", "cost_cents"), ("currency", "currency"),
                ("paymentId", "payment_id"), ("planId", "plan_id"), ("rolloverCap", "rollover_cap"),
-               ("rolledOver", "rolled_over"), ("expired", "expired"), ("migratedConsumed", "migrated_consumed"))
+               ("rolledOver", "rolled_over"), ("expired", "expired"), ("migrated", "migrated"),
+               ("migratedConsumed", "migrated_consumed"))
 
 
 def _lot_doc(lot: Lot) -> dict:

@@ -16,6 +16,7 @@ from google.api_core.exceptions import AlreadyExists
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
+from core.adapters.firestore_holds import HoldAndLotReads
 from core.domain.records import Alert
 from core.store import InvalidCursor
 
@@ -77,7 +78,7 @@ def cap_reconnect_backoff() -> None:
                 options.append(option)
 
 
-class FirestoreRecords:
+class FirestoreRecords(HoldAndLotReads):
     def __init__(self, db: firestore.Client):
         self.db = db
 

@@ -173,8 +173,8 @@ class Account:
         return sorted(k for k, v in self.holds.items() if float(v["expiresAt"]) <= now)
 
     def with_lots(self, lots: list[Lot]) -> "Account":
-        """The account with these lots (the migration); only open ones stay on the account."""
-        return replace(self, lots={lot.id: lot for lot in lots if lot.open},
+        """The account with these lots added (the migration); only open ones stay on the account."""
+        return replace(self, lots={**self.lots, **{lot.id: lot for lot in lots if lot.open}},
                        changed_lots={**self.changed_lots, **{lot.id: lot for lot in lots}})
 
     # -- disputes -------------------------------------------------------------------------

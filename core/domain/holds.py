@@ -51,18 +51,23 @@ class Hold:
         step = {"at": now, "action": action, "by": by, **note}
         return replace(self, history=self.history + (step,), **(changes or {}))
 
-    def placed(self, now: float, actor: str) -> "Hold":
-        return self._then(now, "placed", actor, amount=self.amount, expiresAt=self.expires_at)
+    def placed(self, now: float, actor: str, **note: Any) -> "Hold":
+        return self._then(now, "placed", actor, amount=self.amount, expiresAt=self.expires_at, **note)
 
-    def capture(self, amount: int, key: str, digest: str, entry_id: str | None, now: float, actor: str) -> "Hold":
-        """The hold captured for ``amount``; raises if it cannot be (a replay is the caller's check)."""
-        self._must_be_open(now, "captured")
+    def check_capture(self, amount: int, now: float) -> None:
+        """Raise unless ``amount`` can be captured now (a replay is the caller's check first)."""
+        self.ensure_open(now, "captured")
         if amount > self.amount:
             raise InvalidRequest(f"amount must be from 0 to the held {self.amount}", "amount")
+
+    def capture(self, amount: int, key: str, digest: str, entry_id: str | None, now: float, actor: str,
+                **note: Any) -> "Hold":
+        """The hold captured for ``amount``, the rest released; raises if it cannot be."""
+        self.check_capture(amount, now)
         return self._then(now, "captured", actor,
                           {"status": CAPTURED, "captured": amount, "released": self.amount - amount,
                            "entry_id": entry_id, "capture_key": key, "capture_hash": digest},
-                          captured=amount, released=self.amount - amount)
+                          captured=amount, released=self.amount - amount, **note)
 
     def is_replay_of_capture(self, key: str, digest: str) -> bool:
         """Whether a capture request is the one that captured this hold; a different one conflicts."""
@@ -85,11 +90,11 @@ class Hold:
     def expire(self, now: float) -> "Hold":
         return self._then(now, "expired", "expiry", {"status": EXPIRED, "released": self.amount})
 
-    def extend(self, ttl_seconds: int, now: float, actor: str) -> "Hold":
-        self._must_be_open(now, "extended")
-        return self._then(now, "extended", actor, {"expires_at": now + ttl_seconds}, expiresAt=now + ttl_seconds)
+    def extend(self, expires_at: float, now: float, actor: str) -> "Hold":
+        self.ensure_open(now, "extended")
+        return self._then(now, "extended", actor, {"expires_at": expires_at}, expiresAt=expires_at)
 
-    def _must_be_open(self, now: float, action: str) -> None:
+    def ensure_open(self, now: float, action: str) -> None:
         if self.status == EXPIRED or self.expired_at(now):
             raise HoldExpired(f"this hold expired; it cannot be {action}")
         if self.status != OPEN:

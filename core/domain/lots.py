@@ -54,7 +54,8 @@ class Lot:
     rollover_cap: int | None = None
     rolled_over: bool = False
     expired: int = 0  # tokens that expired from this lot
-    migrated_consumed: int = 0  # consumed before lots existed (set once, by the migration)
+    migrated: bool = False  # made by the migration from a credit older than lots
+    migrated_consumed: int = 0  # what spends took from it before lots existed
 
     @property
     def key(self) -> str:
@@ -119,16 +120,16 @@ def rollover_keep(lot: Lot, lots: Iterable[Lot]) -> int:
     return max(0, min(lot.remaining, lot.rollover_cap - rolled))
 
 
-def migrated_lots(user_id: str, balance: int, credits: list[tuple[str, str, int, float, LotSpec]]
+def migrated_lots(user_id: str, unassigned: int, credits: list[tuple[str, str, int, float, LotSpec]]
                   ) -> list[Lot]:
-    """One lot per existing credit (entry id, type, amount, created, spec), oldest first in
-    ``credits``. What the balance holds is assigned newest credit first — the spend order
-    (oldest first, none expiring) applied to the spends that came before lots existed."""
-    left = max(0, balance)
+    """One lot per credit without one (entry id, type, amount, created, spec), oldest first in
+    ``credits``. The ``unassigned`` tokens (in no lot) go to the newest credit first — the spend
+    order (oldest first, none expiring) applied to the spends that came before lots existed."""
+    left = max(0, unassigned)
     lots = []
     for entry_id, _type, amount, created, spec in reversed(credits):
         remaining = min(amount, left)
         left -= remaining
         lot = new_lot(entry_id, user_id, spec, amount, remaining, created)
-        lots.append(replace(lot, migrated_consumed=amount - remaining))
+        lots.append(replace(lot, migrated=True, migrated_consumed=amount - remaining))
     return list(reversed(lots))

@@ -6,6 +6,8 @@ from datetime import datetime
 from typing import Any, Mapping
 
 from core import redis_keys
+from core.domain.account import Account
+from core.domain.lots import expiring
 from core.domain.errors import InvalidRequest
 from core.services.checkout import RateLimited
 from core.deps import Deps
@@ -15,7 +17,6 @@ from core.errors import EnqueueFailed
 from core.domain.ids import is_valid_doc_id
 from core.store import InvalidCursor
 
-TOTALS = ("tokenBalance", "totalTokensPurchased", "totalTokensEarned", "totalTokensSpent")
 PAGE_DEFAULT, PAGE_MAX = 20, 100
 ENTRY_FIELDS = ("type", "amount", "balanceAfter", "createdAt", "packageId", "checkoutSessionId", "reason")
 PURCHASE_FIELDS = ("status", "packageId", "tokens", "amountPaid", "currency", "reason", "createdAt", "fulfilledAt")
@@ -26,8 +27,15 @@ def _plain(value: Any) -> Any:
 
 
 def balance(deps: Deps, user_id: str) -> dict:
-    user = deps.store.get_user(user_id) or {}
-    return {"userId": user_id, **{name: int(user.get(name) or 0) for name in TOTALS}}
+    """The totals, and what is ``available`` (balance − open holds − what expiry is about to
+    take), ``held`` by open holds and ``expiring`` (amounts with dates, soonest first)."""
+    account = deps.store.get_account(user_id) or Account(user_id)
+    now = deps.clock()
+    return {"userId": user_id, "tokenBalance": account.balance, "totalTokensPurchased": account.purchased,
+            "totalTokensEarned": account.earned, "totalTokensSpent": account.spent,
+            "totalTokensExpired": account.expired, "available": account.available(now), "held": account.held(now),
+            "expiring": [{"amount": amount, "expiresAt": int(at)} for amount, at in
+                         expiring(account.lots.values(), now)]}
 
 
 def parse_page_args(limit: object, cursor: object) -> tuple[int, str | None]:

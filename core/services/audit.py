@@ -8,7 +8,8 @@ For every user:
 - every fulfilled payment has exactly one credit entry (a package's ``purchase``, a plan
   invoice's ``subscription_allowance``), and every purchase entry belongs to a fulfilled
   purchase of the same user;
-- a negative balance exists only with recorded debt (``debt == -tokenBalance``).
+- a negative balance exists only with recorded debt (``debt == -tokenBalance``);
+- lots and holds keep theirs (core/services/audit_lots.py).
 
 ``check_user`` is pure; ``audit`` walks users in bounded batches through the store.
 """
@@ -17,9 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-from core.domain.ledger import EARNED, ENTRY_TYPES, PURCHASED, SPENT, total_delta
+from core.domain.ledger import ENTRY_TYPES, TOTAL_NAMES, total_delta
+from core.services.audit_lots import check_lots_and_holds
 
-TOTALS = (PURCHASED, EARNED, SPENT)
+TOTALS = TOTAL_NAMES
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,8 @@ class AuditReport:
 
 
 def check_user(user_id: str, user: Mapping[str, Any] | None, entries: Iterable[Mapping[str, Any]],
-               purchases: Iterable[Mapping[str, Any]]) -> list[Violation]:
+               purchases: Iterable[Mapping[str, Any]], lots: Iterable[Any] = (), holds: Iterable[Any] = (),
+               now: float = 0.0) -> list[Violation]:
     """``entries`` carry ``id``, their fields and ``_created``/``_updated`` times;
     ``purchases`` carry ``id`` (the session id) and their fields."""
     user = user or {}
@@ -96,6 +99,7 @@ def check_user(user_id: str, user: Mapping[str, Any] | None, entries: Iterable[M
     purchase_ids = {e.get("checkoutSessionId") for e in entries if e.get("type") == "purchase"}
     for sid in sorted(map(str, purchase_ids - fulfilled)):
         violation("purchase_entry_has_fulfilled_purchase", "fulfilled", "missing or not fulfilled", sid)
+    check_lots_and_holds(user_id, user, entries, lots, holds, now, violation)
     return found
 
 
@@ -106,7 +110,8 @@ def audit(deps, user_ids: Iterable[str] | None = None, batch_size: int = 200, on
     ids = iter(user_ids) if user_ids is not None else store.iter_user_ids(batch_size)
     for user_id in ids:
         user, entries, purchases = store.user_ledger(user_id)
-        report.violations.extend(check_user(user_id, user, entries, purchases))
+        report.violations.extend(check_user(user_id, user, entries, purchases, store.user_lots(user_id),
+                                            store.user_holds(user_id), deps.clock()))
         report.users_checked += 1
         report.entries_checked += len(entries)
         if on_progress is not None:

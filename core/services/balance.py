@@ -18,7 +18,9 @@ from core.domain.ledger import (
     ADJUSTMENT, GRANT, MAX_GRANT, MAX_SPEND, SPEND, Entry, idempotency_key, keyed_entry_id, positive_amount,
     reason_text, request_hash,
 )
-from core.handlers.payments import locked
+from core.domain.lots import GRANT_LOT, PROMO_LOT, LotSpec
+
+MAX_EXPIRY = 10 * 366 * 86_400
 
 log = logging.getLogger("tokenbank.balance")
 
@@ -29,13 +31,15 @@ class Posted:
     amount: int
     balance: int
     replayed: bool
+    available: int | None = None  # (a replay answers the entry; what is available now may differ)
 
     def as_dict(self) -> dict:
-        return {"entryId": self.entry_id, "amount": self.amount, "balance": self.balance, "replayed": self.replayed}
+        answer = {"entryId": self.entry_id, "amount": self.amount, "balance": self.balance, "replayed": self.replayed}
+        return answer if self.available is None else {**answer, "available": self.available}
 
 
 def _post(deps, user_id: str, entry_type: str, amount: int, key: str, refs: dict, digest: str,
-          must_exist: bool) -> Posted:
+          must_exist: bool, lot: LotSpec | None = None) -> Posted:
     entry_id = keyed_entry_id(entry_type, user_id, key)
 
     def work(tx) -> Posted:
@@ -47,14 +51,15 @@ def _post(deps, user_id: str, entry_type: str, amount: int, key: str, refs: dict
         if account is None and must_exist:
             raise UnknownUser(f"no account {user_id!r}; pass createAccount to grant to a new account"
                               if entry_type == GRANT else f"no account {user_id!r}")
-        account, entry = (account or Account(user_id)).post(entry_id, entry_type, amount, refs, digest)
+        now = deps.clock()
+        account, entry = (account or Account(user_id)).post(entry_id, entry_type, amount, refs, digest, now=now,
+                                                             lot=lot)
         tx.put(account)
         tx.add(entry)
-        return Posted(entry.id, entry.amount, entry.balance_after, False)
+        return Posted(entry.id, entry.amount, entry.balance_after, False, account.available(now))
 
     try:
-        with locked(deps, user_id):
-            posted = deps.uow.run(work)
+        posted = deps.batch.submit(user_id, work, [(Entry, entry_id), (Account, user_id)])
     except (InsufficientFunds, AccountFrozen, KeyConflict) as refused:
         if entry_type == SPEND:
             metrics.SPENDS.labels("conflict" if isinstance(refused, KeyConflict) else type(refused).__name__).inc()
@@ -74,10 +79,25 @@ def spend(deps, user_id: str, amount: object, reason: object, key: object, actor
 
 
 def grant(deps, user_id: str, amount: object, reason: object, key: object, actor: str,
-          create_account: bool = False) -> Posted:
+          create_account: bool = False, expires_at: object = None, source: object = None) -> Posted:
+    """Tokens from a trusted caller: a ``grant`` lot, or ``promo``; ``expiresAt`` (unix seconds) optional."""
     amount, reason, key = positive_amount(amount, MAX_GRANT), reason_text(reason), idempotency_key(key)
-    return _post(deps, user_id, GRANT, amount, key, {"reason": reason, "actor": actor, "idempotencyKey": key},
-                 request_hash(op="grant", amount=amount, reason=reason), must_exist=not create_account)
+    source = GRANT_LOT if source is None else source
+    if source not in (GRANT_LOT, PROMO_LOT):
+        raise InvalidRequest(f"source must be {GRANT_LOT!r} or {PROMO_LOT!r}", "source")
+    if expires_at is not None:
+        now = deps.clock()
+        if isinstance(expires_at, bool) or not isinstance(expires_at, int) or not now < expires_at <= now + MAX_EXPIRY:
+            raise InvalidRequest("expiresAt must be a unix time in seconds, in the future and within 10 years",
+                                 "expiresAt")
+    refs = {"reason": reason, "actor": actor, "idempotencyKey": key, "source": source}
+    if expires_at is not None:
+        refs["expiresAt"] = expires_at
+    return _post(deps, user_id, GRANT, amount, key, refs,
+                 request_hash(op="grant", amount=amount, reason=reason, **({} if source == GRANT_LOT and expires_at
+                                                                          is None else {"source": source,
+                                                                                        "expiresAt": expires_at})),
+                 must_exist=not create_account, lot=LotSpec(source, expires_at=expires_at))
 
 
 def adjust(deps, user_id: str, amount: object, reason: object, key: object, actor: str) -> Posted:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from core import redis_keys
+from core.services.migrate_lots import migrate_account, migrate_all
 from core.services import accounts
 from core.services.audit import audit as audit_ledger
 from core.domain.errors import InsufficientFunds, InvalidRequest, KeyConflict, UnknownUser
@@ -127,6 +128,14 @@ def adjust(deps, user_id: str, amount: int, reason: str, key: str | None, operat
     posted = balance.adjust(deps, user_id, amount, reason, key or f"cli-{uuid.uuid4()}",
                                 f"operator:{_operator(operator)}")
     return posted.as_dict()
+
+
+def migrate_lots(deps, user_id: str | None, operator: str) -> dict:
+    """Give lots to accounts older than lots (core/services/migrate_lots.py); safe to run again."""
+    operator = _operator(operator)
+    done = migrate_account(deps, user_id) if user_id else migrate_all(deps)
+    deps.store.add_ops_log({"action": "migrate_lots", "userId": user_id, "operator": operator, "result": done})
+    return done
 
 
 # --- checks ----------------------------------------------------------------------------------

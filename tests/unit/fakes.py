@@ -26,6 +26,7 @@ from core.adapters.redis_limits import RedisLimits
 from core.adapters.stripe_signature import verify_signature
 from core.services.account_batch import AccountBatcher
 from core.domain.records import Alert
+from tests.unit.fake_lot_reads import FakeLotReads
 
 FIXED_NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 WEBHOOK_SECRET = "whsec_unit_primary"
@@ -93,7 +94,7 @@ class FakeUnitOfWork:
         return result
 
 
-class FakeLedgerStore:
+class FakeLedgerStore(FakeLotReads):
     """The Records port and a unit of work over the same dicts (``users``, ``ledger``,
     ``purchases``, ``events``, ``alerts`` are the collections). ``fail[method] = exc`` makes a
     Records method raise ``exc``; ``uow.fail.append(exc)`` makes the next unit of work raise."""
@@ -101,7 +102,7 @@ class FakeLedgerStore:
     def __init__(self) -> None:
         self.docs: dict[str, dict[str, dict]] = {name: {} for name in (
             "users", "transactions", "purchases", "stripe_events", "security_alerts", "payment_intents", "disputes",
-            "checkouts", "ops_log", "jobs")}
+            "checkouts", "ops_log", "jobs", "lots", "holds")}
         self.users, self.ledger, self.purchases = self.docs["users"], self.docs["transactions"], self.docs["purchases"]
         self.events, self.alerts = self.docs["stripe_events"], self.docs["security_alerts"]
         self.alert_writes: list[str] = []  # alert ids written outside a unit of work, in order

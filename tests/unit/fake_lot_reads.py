@@ -1,0 +1,43 @@
+"""The Records port's reads of accounts, holds and lots, over FakeLedgerStore's dicts.
+
+Decoded with the production codecs (core/adapters/documents.py), like the Firestore adapter
+(core/adapters/firestore_holds.py); no rule here, only the queries' filters.
+"""
+from __future__ import annotations
+
+from core.adapters.documents import CODECS
+from core.domain.account import Account
+from core.domain.holds import OPEN, Hold
+from core.domain.lots import Lot
+
+
+class FakeLotReads:
+    docs: dict
+
+    def _values(self, kind: type, **equal):
+        codec = CODECS[kind]
+        return [codec.from_doc(k, v) for k, v in sorted(self.docs.setdefault(codec.collection, {}).items())
+                if all(v.get(f) == want for f, want in equal.items())]
+
+    def get_account(self, user_id: str):
+        doc = self.docs["users"].get(user_id)
+        return None if doc is None else CODECS[Account].from_doc(user_id, doc)
+
+    def get_hold(self, hold_id: str):
+        doc = self.docs.setdefault("holds", {}).get(hold_id)
+        return None if doc is None else CODECS[Hold].from_doc(hold_id, doc)
+
+    def open_holds(self, user_id: str) -> list:
+        return self._values(Hold, userId=user_id, status=OPEN)
+
+    def user_holds(self, user_id: str) -> list:
+        return self._values(Hold, userId=user_id)
+
+    def user_lots(self, user_id: str) -> list:
+        return self._values(Lot, userId=user_id)
+
+    def due_expiries(self, now: float, limit: int) -> list[str]:
+        due = [h.user_id for h in self._values(Hold, status=OPEN) if h.expires_at <= now]
+        due += [lot.user_id for lot in self._values(Lot, open=True) if lot.expires_at is not None
+                and lot.expires_at <= now]
+        return list(dict.fromkeys(due))[:limit]
