@@ -65,16 +65,76 @@ async function api(path, options = {}, retried = false) {
   return res;
 }
 
+function count(n) { return Number(n).toLocaleString(); }
+
+function tokens(n) { return `${count(n)} ${Math.abs(n) === 1 ? "token" : "tokens"}`; }
+
+function when(seconds) {
+  return new Date(seconds * 1000).toLocaleString(undefined, { dateStyle: "long", timeStyle: "short" });
+}
+
+function expiringItem(lot) {
+  const li = document.createElement("li");
+  const amount = document.createElement("strong");
+  amount.textContent = tokens(lot.amount);
+  const at = document.createElement("time");
+  at.dateTime = new Date(lot.expiresAt * 1000).toISOString();
+  at.textContent = when(lot.expiresAt);
+  li.dataset.amount = String(lot.amount);
+  li.dataset.expiresAt = String(lot.expiresAt);
+  li.append(amount, document.createTextNode(Math.abs(lot.amount) === 1 ? " expires on " : " expire on "), at);
+  return li;
+}
+
+// The wallet panel (purchase page only): balance, available, reserved by open holds, expiring lots.
+function showWallet(data) {
+  if (!$("wallet")) return;
+  $("wallet-balance").textContent = count(data.tokenBalance);
+  $("available").textContent = count(data.available ?? data.tokenBalance);
+  const held = Number(data.held) || 0;
+  $("held").textContent = count(held);
+  show($("figure-held"), held > 0);
+  const soon = [...(data.expiring || [])].sort((a, b) => a.expiresAt - b.expiresAt);
+  $("expiring").replaceChildren(...soon.map(expiringItem));
+  show($("expiring-box"), soon.length > 0);
+  say($("wallet-error"), "");
+  $("wallet").removeAttribute("aria-busy");
+}
+
+let balanceAsked = 0; // the latest request wins: an older answer arriving late is dropped
+
 async function showBalance() {
-  const res = await api("/api/tokens/balance");
-  if (!res.ok) return null;
+  const asked = ++balanceAsked;
+  let res;
+  try { res = await api("/api/tokens/balance"); } catch { res = null; }
+  if (asked !== balanceAsked) return null;
+  if (!res || !res.ok) {
+    if ($("wallet") && $("wallet").hasAttribute("aria-busy")) {
+      say($("wallet-error"), "Your balance could not be loaded. Please reload the page.");
+      $("wallet").removeAttribute("aria-busy");
+    }
+    return null;
+  }
   const data = await res.json();
-  say($("balance"), String(data.tokenBalance));
+  if (asked !== balanceAsked) return null;
+  say($("balance"), count(data.tokenBalance));
   show($("balance-box"));
+  showWallet(data);
   return data.tokenBalance;
 }
 
-const ENTRY_TEXT = { subscription_allowance: "plan allowance", dispute_reversal: "dispute reversal" };
+const WALLET_EVERY_MS = 30000;
+
+function keepWalletFresh() {
+  // Holds end and tokens expire while the page is open: refresh the figures every 30 s while the
+  // page is visible, and at once when the person comes back to it.
+  setInterval(() => { if (document.visibilityState === "visible") showBalance(); }, WALLET_EVERY_MS);
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "visible") showBalance();
+  });
+}
+
+const ENTRY_TEXT = { subscription_allowance: "plan allowance", dispute_reversal: "dispute reversal", expiry: "expired" };
 
 async function showLedger() {
   const res = await api("/api/tokens/transactions?limit=10");
@@ -120,7 +180,7 @@ async function startCheckout(item, button, errorBox) {
 
 function buy(packageId, button) { return startCheckout({ packageId }, button, $("buy-error")); }
 
-function buyPage() {
+async function buyPage() {
   if (!showIdentity()) {
     show($("signin"));
     const form = $("signin-form");
@@ -134,14 +194,17 @@ function buyPage() {
     $("signup-button").addEventListener("click", () => submit(true));
     return;
   }
-  show($("shop"));
   for (const button of document.querySelectorAll("button.buy")) {
     button.addEventListener("click", () => buy(button.dataset.package, button));
   }
   planButtons();
-  showBalance();
+  const figures = showBalance();
   showLedger();
   loadPlans();
+  keepWalletFresh();
+  // The shop appears with its figures in place (no jump when they land), or after 1.5 s regardless.
+  await Promise.race([figures.catch(() => null), new Promise((r) => setTimeout(r, 1500))]);
+  show($("shop"));
 }
 
 const STATUS_TEXT = {
@@ -167,7 +230,7 @@ async function successPage() {
       status.dataset.status = p.status;
       if (p.status === "fulfilled") {
         say(status, `${p.tokens} tokens added. Your balance is ${p.balance} tokens.`);
-        say($("balance"), String(p.balance));
+        say($("balance"), count(p.balance));
         show($("balance-box"));
         return;
       }

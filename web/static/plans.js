@@ -138,7 +138,7 @@ async function planSuccess(sid, p) {
     if (p.credited) {
       status.dataset.status = "fulfilled";
       say(status, `Your ${name} is active: ${p.tokens} tokens added. Your balance is ${p.balance} tokens.`);
-      say($("balance"), String(p.balance));
+      say($("balance"), count(p.balance));
       show($("balance-box"));
       return;
     }
