@@ -8,7 +8,7 @@ Rules:
 - a capture of an open hold always applies, up to the held amount (even when frozen: the
   hold was placed before; even below zero after a refund took tokens the hold counted on —
   then it is debt, like any reversal);
-- a negative adjustment may not take the balance below zero;
+- a negative adjustment may not take more than is available (nor what open holds keep);
 - a reversal (refund, lost dispute) always applies, from its payment's own lot first, and
   a balance below zero is debt;
 - an expired lot loses what remains of it, except what open holds still need (it expires
@@ -95,8 +95,8 @@ class Account:
             available = self.available(now)
             if available < -amount:
                 raise InsufficientFunds(self.balance, -amount, available)
-        elif entry_type == ADJUSTMENT and amount < 0 and self.balance + amount < 0:
-            raise InsufficientFunds(self.balance, -amount)
+        elif entry_type == ADJUSTMENT and amount < 0 and self.available(now) + amount < 0:
+            raise InsufficientFunds(self.balance, -amount, self.available(now))
         lots, moved = self._move_lots(entry_id, entry_type, amount, now, lot, from_lot, hold is not None)
         total, delta = total_delta(entry_type, amount)
         totals = self.totals()

@@ -4,7 +4,7 @@ Spend is called by the signed-in user or a trusted backend; grant only by truste
 adjust by operators. The same idempotency key with the same request returns the first
 result; with a different request it is a conflict (409). The rules are the domain's
 (core/domain/account.py): credits always land and repay debt first; a spend needs an
-unfrozen account and the funds; a negative adjustment never takes a balance below zero.
+unfrozen account and the available funds; a negative adjustment never takes more than is available.
 """
 from __future__ import annotations
 

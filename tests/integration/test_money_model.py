@@ -4,7 +4,7 @@ The same Hypothesis state machine as tests/unit/test_money_model.py, driven end 
 Stripe event is signed and POSTed to /api/stripe/webhook, the real Celery worker processes it
 (asking the local Stripe sandbox whose PaymentIntent a charge belongs to) and the driver waits
 for ``stripe_events/{event id}`` to reach a final status before the machine goes on; spends and
-grants go over HTTP with the service key; adjustments (no HTTP route) call the service. The
+grants and holds (placed, captured, released) go over HTTP with the service key; adjustments (no HTTP route) call the service. The
 invariants read the Firestore emulator: ``users/{uid}`` and the ``transactions`` ledger.
 
 Each example starts from a clean Firestore and Redis data database (the users are fixed).
@@ -30,7 +30,8 @@ from tests.support.processes import clear_firestore
 
 SERVICE = {"X-Service-Key": DEV_SERVICE_KEY}
 FINAL_STATUSES = ("processed", "ignored", "rejected", "dead_lettered")
-ANSWERS = {200: "ok", 402: "insufficient", 423: "frozen", 409: "conflict"}
+ANSWERS = {200: "ok", 201: "ok", 402: "insufficient", 423: "frozen", 409: "conflict", 410: "expired"}
+REAL_TTL = 86_400  # the stack's clock is real: the model's holds must not expire while it runs
 EVENT_TIMEOUT = 30.0  # seconds for the worker to settle one event
 
 MODEL_SETTINGS = hypothesis_settings(max_examples=10, stateful_step_count=30, deadline=None,
@@ -71,10 +72,25 @@ class StackDriver:
             time.sleep(0.02)
 
     # -- the app's own operations ---------------------------------------------------------------
-    def _post(self, path: str, body: dict) -> str:
+    def _post(self, path: str, body: dict, answer: dict | None = None) -> str:
         resp = self.web.post(path, json=body, headers=SERVICE)
         assert resp.status_code in ANSWERS, (path, body, resp.status_code, resp.get_json(silent=True))
+        if answer is not None:
+            answer.update(resp.get_json() or {})
         return ANSWERS[resp.status_code]
+
+    def hold(self, user, amount, key, ttl):
+        placed: dict = {}
+        answer = self._post("/api/tokens/holds", {"userId": user, "amount": amount, "idempotencyKey": key,
+                                                  "ttlSeconds": REAL_TTL - ttl}, placed)
+        return answer, placed.get("holdId")
+
+    def capture(self, user, hold_id, amount, key):
+        return self._post(f"/api/tokens/holds/{hold_id}/capture", {"userId": user, "amount": amount,
+                                                                   "idempotencyKey": key})
+
+    def release(self, user, hold_id):
+        return self._post(f"/api/tokens/holds/{hold_id}/release", {"userId": user})
 
     def spend(self, user, amount, key):
         return self._post("/api/tokens/spend", {"userId": user, "amount": amount, "reason": "model",
@@ -110,6 +126,7 @@ class StackDriver:
 def test_the_money_model_holds_on_the_real_stack(settings, deps, worker, web_client, secret, stripe_api):
     class StackMoneyMachine(MoneyMachine):
         PLANS = False  # the sandbox has no invoices yet
+        EXPIRY = False  # the stack's clock is real: no promo expiry, no ticks
 
         def make_driver(self):
             return StackDriver(settings, deps, web_client, secret, stripe_api)

@@ -12,7 +12,9 @@ user, against what the delivered events imply (order-independent):
 - each payment's entries sum to ``tokens − ⌊tokens × refunded ÷ paid⌋`` (0 when a dispute
   was lost), whatever the order, and each refund entry is taken once;
 - the account is frozen exactly while one of its disputes is open;
-- no delivery failed (nothing would be dead-lettered) and every event was recorded.
+- no delivery failed (nothing would be dead-lettered) and every event was recorded;
+- holds, captures, releases, promo grants that expire and the clock moving on
+  (tests/support/money_model_holds.py) keep the account's open holds and totals exact.
 
 A driver delivers and reads: ``tests/unit/test_money_model.py`` runs the real handlers on the
 dict-backed unit of work (thousands of examples); ``tests/integration/test_money_model.py``
@@ -28,7 +30,8 @@ from typing import Any, Protocol
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-USERS = ("u1", "u2")
+from tests.support.money_model_holds import USERS, HoldModel, HoldRules
+
 PACKAGES = {"starter": (50, 499), "basic": (200, 1499), "pro": (500, 2999), "premium": (1000, 4999)}
 PLAN = ("monthly", 600, 2499)
 CLOSED = ("won", "lost", "warning_closed", "prevented")
@@ -51,6 +54,19 @@ class Driver(Protocol):
     def adjust(self, user: str, amount: int, key: str) -> str: ...
 
     def account(self, user: str) -> dict: ...
+
+    def hold(self, user: str, amount: int, key: str, ttl: int) -> tuple[str, str | None]:
+        """(ok | insufficient | frozen | conflict, the hold id)"""
+
+    def capture(self, user: str, hold_id: str, amount: int, key: str) -> str: ...  # ok | conflict | expired
+
+    def release(self, user: str, hold_id: str) -> str: ...  # ok | conflict
+
+    def promo(self, user: str, amount: int, key: str, expires_at: int) -> str:
+        """A promo grant expiring ``expires_at`` seconds after the driver's clock started."""
+
+    def tick(self, seconds: int) -> None:
+        """Move the clock on, then run the expiry job (core/services/expiry.py)."""
 
     def entries(self, user: str) -> list[dict]: ...
 
@@ -104,11 +120,13 @@ def _event(event_type: str, obj: dict, created: int) -> dict:
             "data": {"object": obj}}
 
 
-class MoneyMachine(RuleBasedStateMachine):
+class MoneyMachine(HoldRules, RuleBasedStateMachine):
     """Subclass with ``make_driver()``; ``self.driver`` is built fresh for each example.
-    ``PLANS = False`` leaves plan invoices out (a driver whose Stripe cannot list invoices)."""
+    ``PLANS = False`` leaves plan invoices out (a driver whose Stripe cannot list invoices);
+    ``EXPIRY = False`` leaves out expiring promo grants and the clock (a driver without one)."""
 
     PLANS = True
+    EXPIRY = True
 
     def make_driver(self) -> Driver:
         raise NotImplementedError
@@ -125,6 +143,9 @@ class MoneyMachine(RuleBasedStateMachine):
         self.delivered: list[str] = []
         self.checked = 0  # delivered events whose record was already checked
         self.clock = 1_767_225_600
+        self.now = 0  # seconds the driver's clock has moved on
+        self.holds: dict[tuple[str, str], HoldModel] = {}
+        self.expired = {u: 0 for u in USERS}
 
     # -- buying: a payment and the Stripe events it may cause ------------------------------
     @rule(user=st.sampled_from(USERS), package=st.sampled_from(sorted(PACKAGES)), plan=st.booleans(),
@@ -196,6 +217,9 @@ class MoneyMachine(RuleBasedStateMachine):
     def _balance(self, user: str) -> int:
         return sum(p.net for p in self.payments if p.user == user) + self.other[user]
 
+    def _held(self, user: str) -> int:
+        return sum(h.amount for h in self.holds.values() if h.user == user and h.status == "open")
+
     def _frozen(self, user: str) -> bool:
         return any(p.frozen for p in self.payments if p.user == user)
 
@@ -217,7 +241,8 @@ class MoneyMachine(RuleBasedStateMachine):
 
     @rule(user=st.sampled_from(USERS), amount=st.integers(1, 700), key=st.sampled_from(("k1", "k2", "k3", "k4")))
     def spend(self, user, amount, key):
-        expected = "frozen" if self._frozen(user) else "insufficient" if self._balance(user) < amount else "ok"
+        available = self._balance(user) - self._held(user)
+        expected = "frozen" if self._frozen(user) else "insufficient" if available < amount else "ok"
         self._operate("spend", user, amount, key, expected)
 
     @rule(user=st.sampled_from(USERS), amount=st.integers(1, 300), key=st.sampled_from(("g1", "g2")))
@@ -228,7 +253,8 @@ class MoneyMachine(RuleBasedStateMachine):
     def adjust(self, user, amount, key):
         if not self.driver.account(user):
             return  # adjusting needs an existing account
-        expected = "insufficient" if amount < 0 and self._balance(user) + amount < 0 else "ok"
+        available = self._balance(user) - self._held(user)
+        expected = "insufficient" if amount < 0 and available + amount < 0 else "ok"
         self._operate("adjust", user, amount, key, expected)
 
     # -- what must hold after every step ----------------------------------------------------
@@ -244,6 +270,9 @@ class MoneyMachine(RuleBasedStateMachine):
             assert int(account.get("totalTokensPurchased") or 0) == purchased
             assert int(account.get("totalTokensEarned") or 0) == self.earned[user]
             assert int(account.get("totalTokensSpent") or 0) == self.spent[user]
+            assert int(account.get("totalTokensExpired") or 0) == self.expired[user]
+            held = {k: int(v["amount"]) for k, v in (account.get("holds") or {}).items()}
+            assert held == {h.hold_id: h.amount for h in self.holds.values() if h.user == user and h.status == "open"}
             open_disputes = {k for k in (account.get("frozenBy") or {})}
             assert bool(open_disputes) == self._frozen(user), (user, open_disputes)
 

@@ -8,17 +8,18 @@ import json
 from hypothesis import HealthCheck, settings
 
 from core.services.audit import audit
-from core.domain.errors import AccountFrozen, InsufficientFunds, KeyConflict
+from core.domain.errors import AccountFrozen, HoldConflict, HoldExpired, InsufficientFunds, KeyConflict
 from core.handlers.registry import process_stripe_event
-from core.services import balance
+from core.services import balance, expiry, holds
 from tests.support.money_model import MoneyMachine
-from tests.unit.fakes import FakeLedgerStore, FakePayments, fake_redis, make_deps
+from tests.unit.fakes import FIXED_NOW, FakeLedgerStore, FakePayments, fake_redis, make_deps
 
 
 class DictDriver:
     def __init__(self):
         self.store, self.payments = FakeLedgerStore(), FakePayments()
-        self.deps = make_deps(self.store, fake_redis(), payments=self.payments)
+        self.now = FIXED_NOW
+        self.deps = make_deps(self.store, fake_redis(), payments=self.payments, clock=lambda: self.now)
 
     def new_payment_intent(self, amount, metadata):
         pi = f"pi_model_{len(self.payments.intents) + 1}"
@@ -39,8 +40,10 @@ class DictDriver:
             return "insufficient"
         except AccountFrozen:
             return "frozen"
-        except KeyConflict:
+        except (KeyConflict, HoldConflict):
             return "conflict"
+        except HoldExpired:
+            return "expired"
 
     def spend(self, user, amount, key):
         return self._answer(lambda: balance.spend(self.deps, user, amount, "model", key, "model"))
@@ -50,6 +53,25 @@ class DictDriver:
 
     def adjust(self, user, amount, key):
         return self._answer(lambda: balance.adjust(self.deps, user, amount, "model", key, "model"))
+
+    def hold(self, user, amount, key, ttl):
+        placed = {}
+        answer = self._answer(lambda: placed.update(holds.place(self.deps, user, amount, key, ttl, None, "model")))
+        return answer, placed.get("holdId")
+
+    def capture(self, user, hold_id, amount, key):
+        return self._answer(lambda: holds.capture(self.deps, user, hold_id, amount, key, "model"))
+
+    def release(self, user, hold_id):
+        return self._answer(lambda: holds.release(self.deps, user, hold_id, "model"))
+
+    def promo(self, user, amount, key, expires_at):
+        return self._answer(lambda: balance.grant(self.deps, user, amount, "model", key, "model", create_account=True,
+                                                  expires_at=int(FIXED_NOW) + expires_at, source="promo"))
+
+    def tick(self, seconds):
+        self.now += seconds
+        expiry.run(self.deps)
 
     def account(self, user):
         return self.store.users.get(user) or {}
