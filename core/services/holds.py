@@ -22,6 +22,7 @@ from core.domain.ledger import (
     MAX_SPEND, SPEND, capture_entry_id, idempotency_key, keyed_entry_id, positive_amount, reason_text, request_hash,
 )
 from core.domain.errors import InvalidRequest
+from core.handlers.debt import debt_alert, log_debt
 
 log = logging.getLogger("tokenbank.holds")
 
@@ -101,10 +102,13 @@ def capture(deps, user_id: str, hold_id: object, amount: object, key: object, ac
         hold.check_capture(amount, now)
         account = account or Account(user_id)
         if amount:
+            debt_before = account.debt
             account, entry = account.post(entry_id, SPEND, -amount,
                                           {"holdId": hold_id, "reason": hold.reason or "hold capture",
                                            "actor": actor, "idempotencyKey": key}, digest, now=now, hold=hold_id)
             tx.add(entry)
+            if account.debt > debt_before:  # a reversal took tokens this hold counted on
+                tx.put(debt_alert(user_id, entry.id, account.balance, "hold capture after a reversal"))
         else:
             account = account.drop_hold(hold_id)
         available = account.available(now)
@@ -114,7 +118,10 @@ def capture(deps, user_id: str, hold_id: object, amount: object, key: object, ac
         tx.put(captured)
         return _captured(captured, account.balance, available, False)
 
-    return _submit(deps, "capture", user_id, work, [(Hold, hold_id), (Account, user_id)])
+    answer = _submit(deps, "capture", user_id, work, [(Hold, hold_id), (Account, user_id)])
+    if not answer["replayed"]:
+        log_debt(user_id, answer["balance"], "a hold capture after a reversal")
+    return answer
 
 
 def _captured(hold: Hold, balance: int, available: int, replayed: bool) -> dict:
