@@ -39,3 +39,22 @@ def test_a_duplicate_job_that_still_runs_writes_nothing(deps, store):
     store.uow.counts.clear()
     assert process_stripe_event(deps, payload).status == "already_fulfilled"
     assert dict(+store.uow.counts) == {"transactions": 1, "reads": 3}  # (+ drops zero counts)
+
+
+SPEND = {"transactions": 1, "reads": 2, "writes": 3}
+# reads: the keyed entry, the user (one get_all); writes: user, ledger entry, the lot it took from.
+HOLD_THEN_CAPTURE = {"transactions": 2, "reads": 4, "writes": 6}
+# reads, each: the hold and the user; writes: placing (user, hold), capturing (user, hold, entry, the lot).
+
+
+def test_a_spend_and_a_hold_capture_cost_one_transaction_each(deps, store):
+    from core.services import balance, holds
+
+    balance.grant(deps, "costly", 100, "fund", "g", "test", create_account=True)
+    store.uow.counts.clear()
+    balance.spend(deps, "costly", 10, "work", "s", "user:costly")
+    assert dict(store.uow.counts) == SPEND
+    store.uow.counts.clear()
+    placed = holds.place(deps, "costly", 20, "h", 60, None, "user:costly")
+    holds.capture(deps, "costly", placed["holdId"], 5, "c", "user:costly")
+    assert dict(store.uow.counts) == HOLD_THEN_CAPTURE
