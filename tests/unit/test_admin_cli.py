@@ -12,7 +12,8 @@ import pytest
 from admin.cli import main, parser, run
 from tests.unit.fakes import FakeLedgerStore, FakeQueue, make_deps
 
-CHANGES = [["grant", "u1", "5", "--reason", "x"], ["adjust", "u1", "-5", "--reason", "x"], ["ratelimit", "reset", "u1"]]
+CHANGES = [["grant", "u1", "5", "--reason", "x"], ["adjust", "u1", "-5", "--reason", "x"], ["ratelimit", "reset", "u1"],
+           ["lots", "migrate"], ["lots", "migrate", "--user", "u1"]]
 
 
 class OpsStore(FakeLedgerStore):
@@ -101,3 +102,16 @@ def test_spooled_dead_letters_are_listed_and_drained(ops_deps):
     assert cli(ops_deps, queue, "events", "replay", "--spooled") == (0, {"replayed": 1})
     assert queue.events == [("evt_2", "checkout.session.completed", "{}")]
     assert cli(ops_deps, FakeQueue(), "events", "failed", "--spooled")[1] == []
+
+
+def test_lots_migrate_gives_an_old_account_its_lots_once_and_logs_the_operator(ops_deps):
+    store = ops_deps.store
+    store.users["old"] = {"tokenBalance": 30, "totalTokensEarned": 50, "totalTokensSpent": 20}
+    store.ledger["grant_a"] = {"userId": "old", "type": "grant", "amount": 50, "createdAt": 1.0}
+    store.ledger["spend_b"] = {"userId": "old", "type": "spend", "amount": -20, "createdAt": 2.0}
+    assert cli(ops_deps, FakeQueue(), "lots", "migrate", "--user", "old", "--operator", "alice") == (
+        0, {"userId": "old", "lotsCreated": 1, "tokensAssigned": 30})
+    assert cli(ops_deps, FakeQueue(), "lots", "migrate", "--operator", "alice") == (
+        0, {"accounts": 1, "lotsCreated": 0, "tokensAssigned": 0})
+    assert store.docs["lots"]["grant_a"]["remaining"] == 30
+    assert [(e["action"], e["operator"]) for e in store.ops_log] == [("migrate_lots", "alice")] * 2
