@@ -6,7 +6,7 @@ from flask import Flask, jsonify, request
 from core.services import ingress as webhook_ingress
 from core.bootstrap import bootstrap
 from core.deps import Deps
-from web import api, holds_api, pages, plans_api, webhooks
+from web import api, holds_api, pages, plans_api, wallet_api, webhooks
 from web.security import install_headers
 
 
@@ -29,6 +29,7 @@ def create_app(deps: Deps | None = None, queue=None) -> Flask:
     app.register_blueprint(api.bp)
     app.register_blueprint(plans_api.bp)
     app.register_blueprint(holds_api.bp)
+    app.register_blueprint(wallet_api.bp)
     app.register_blueprint(pages.bp)
     install_headers(app, deps.settings)
 
