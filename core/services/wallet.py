@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import re
+from urllib.parse import urlsplit
 
 from core import redis_keys
 from core.deps import Deps
@@ -53,6 +54,14 @@ def per_minute(deps: Deps, user_id: str, what: str, limit: int, message: str) ->
         raise RateLimited(int(deps.redis.ttl(key)) or 60, message)
 
 
+def _web_address(url: object) -> bool:
+    """Only an http(s) address reaches the page (it becomes a link and a navigation there)."""
+    if not isinstance(url, str):
+        return False
+    parts = urlsplit(url)
+    return parts.scheme in ("https", "http") and bool(parts.netloc)
+
+
 def valid_payment_id(payment_id: object) -> bool:
     return isinstance(payment_id, str) and _PAYMENT_ID.fullmatch(payment_id) is not None
 
@@ -76,7 +85,7 @@ def receipt_url(deps: Deps, user_id: str, payment_id: object) -> dict:
     except Exception as exc:  # the adapter's SDK errors: services never import the SDK
         log.error("stripe did not answer a receipt: %s", type(exc).__name__, extra=context)
         raise StripeUnavailable(str(exc)) from exc
-    if not url:
+    if not _web_address(url):
         log.warning("no receipt at stripe for a paid purchase", extra=context)
         raise NoReceipt("Stripe has no receipt for this purchase.")
     return {"paymentId": payment_id, "receiptUrl": url}
@@ -99,6 +108,8 @@ def billing_portal_url(deps: Deps, user_id: str) -> dict:
             log.warning("the mirrored subscription is not this user's at stripe", extra=context)
             raise NoPortal("You have no plan to manage.")
         url = deps.payments.billing_portal_session(customer, deps.settings.public_base_url + PORTAL_RETURN_PATH)
+        if not _web_address(url):
+            raise ValueError("the portal session's url is not a web address")
     except NoPortal:
         raise
     except Exception as exc:  # the adapter's SDK errors

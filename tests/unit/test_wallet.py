@@ -208,6 +208,18 @@ def test_an_unpaid_purchase_or_a_charge_without_receipt_is_404_no_receipt(deps, 
         assert resp.status_code == 404 and resp.get_json()["error"] == "no_receipt"
 
 
+@pytest.mark.parametrize("url", ["javascript:alert(1)", "data:text/html,x", "//evil.test/r", ""])
+def test_only_a_web_address_is_ever_answered(deps, client, store, url):
+    paid(store, "alice", "cs_1", "pi_1")
+    deps.payments.receipts["pi_1"] = url
+    resp = client.get("/api/purchases/cs_1/receipt", headers=auth("alice"))
+    assert resp.status_code == 404 and resp.get_json()["error"] == "no_receipt"
+    mirror(store, "alice")
+    deps.payments.subscriptions["sub_1"] = {"id": "sub_1", "customer": "cus_alice", "metadata": {"userId": "alice"}}
+    deps.payments.billing_portal_session = lambda customer, return_url: url  # type: ignore[method-assign]
+    assert client.post("/api/billing-portal", headers=auth("alice")).status_code == 502
+
+
 def test_stripe_down_is_a_502(deps, client, store):
     paid(store, "alice", "cs_1", "pi_1")
     deps.payments.wallet_error = stripe.APIConnectionError("no route to stripe")
