@@ -54,6 +54,14 @@ REASON = {"type": "string", "minLength": 1, "maxLength": MAX_REASON_CHARS, "desc
 TTL = {"type": "integer", "minimum": MIN_TTL, "maximum": MAX_TTL}
 
 
+def or_null(schema: dict, meaning: str) -> dict:
+    """An optional member that also takes null, meaning what leaving it out means."""
+    nullable = {**schema, "type": [schema["type"], "null"], "description": f"null or absent: {meaning}"}
+    if "enum" in schema:
+        nullable["enum"] = [*schema["enum"], None]
+    return nullable
+
+
 def amount(minimum: int, maximum: int) -> dict:
     return {"type": "integer", "minimum": minimum, "maximum": maximum, "description": "whole tokens"}
 

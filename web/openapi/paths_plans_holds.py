@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from web.openapi.components import (
     BAD_BODY, ID, KEY, NO_CALLER, NO_USER, REASON, SPEND_LIMIT, STR, TOO_LARGE, TTL, UNAVAILABLE, USER,
-    USER_OR_SERVICE, amount, json_body, ok, problems,
+    USER_OR_SERVICE, amount, json_body, ok, or_null, problems,
 )
 from web.openapi.paths_wallet import BAD_SESSION, SESSION_ID
 
@@ -52,8 +52,9 @@ def paths(catalog=None) -> dict:
             "post": _hold_op(
                 "placeHold", "Reserve tokens before work starts",
                 {**ok("HoldPlaced", "placed", 201), **ok("HoldPlaced", "the same key and body: the first answer")},
-                _closed({"amount": amount(1, SPEND_LIMIT), "idempotencyKey": KEY, "ttlSeconds": TTL,
-                         "reason": REASON, "userId": USER_ID}, ("amount", "idempotencyKey")),
+                _closed({"amount": amount(1, SPEND_LIMIT), "idempotencyKey": KEY,
+                         "ttlSeconds": or_null(TTL, "900 seconds"), "reason": or_null(REASON, "no reason"),
+                         "userId": USER_ID}, ("amount", "idempotencyKey")),
                 BAD_BODY, NO_CALLER, (402, "`available` is below the amount"),
                 (409, "the idempotency key was used for another request"), TOO_LARGE,
                 (423, "spending is paused while a dispute is open"), UNAVAILABLE, path_id=False),

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from web.openapi.components import (
     BAD_BODY, GRANT_LIMIT, ID, INT, KEY, NO_CALLER, NO_USER, REASON, SPEND_LIMIT, STR, TOO_LARGE, UNAVAILABLE,
-    USER, USER_OR_SERVICE, amount, json_body, ok, problems,
+    USER, USER_OR_SERVICE, amount, json_body, ok, or_null, problems,
 )
 
 SESSION_ID = {"name": "session_id", "in": "path", "required": True,
@@ -31,9 +31,9 @@ def paths(catalog=None) -> dict:
                                                                            "idempotencyKey"],
              "properties": {"userId": ID, "amount": amount(1, GRANT_LIMIT), "reason": REASON, "idempotencyKey": KEY,
                             "createAccount": {"type": "boolean", "default": False},
-                            "expiresAt": {"type": "integer", "description": "unix seconds, in the future and "
-                                                                            "within 10 years"},
-                            "source": {"enum": ["grant", "promo"], "default": "grant"}}}
+                            "expiresAt": or_null({"type": "integer"}, "never expires; else unix seconds, in the "
+                                                                      "future and within 10 years"),
+                            "source": or_null({"type": "string", "enum": ["grant", "promo"]}, "grant")}}
     checkout = {"oneOf": [
         {"type": "object", "additionalProperties": False, "required": ["packageId"],
          "properties": {"packageId": package}},
