@@ -37,6 +37,8 @@ def _json_body() -> dict:
         data = json.loads(body)
     except ValueError:
         raise InvalidRequest("body is not valid JSON") from None
+    except RecursionError:  # 2,000 nested arrays fit in 4 KiB; the parser gives up at ~1,000
+        raise InvalidRequest("body is nested too deeply") from None
     if not isinstance(data, dict):
         raise InvalidRequest("body must be a JSON object")
     return data

@@ -8,7 +8,7 @@ Every refusal under ``/api/`` (and of ``/healthz``, ``/readyz``, ``/metrics``) a
     status  the HTTP status, repeated
     detail  what went wrong with this request, a sentence a person understands
     error   the code (clients written before this shape read it), ``message`` = ``detail`` (ditto)
-    field   the one input at fault, when there is one (400s)
+    field   on every ``invalid_request`` (400): the one input at fault, or null
 
 plus the extension members some codes carry (402 ``balance``/``available``/``needed``, 429
 ``retryAfterSeconds``, the plan routes' ``subscription``, the webhook's 413 ``limit``).
@@ -82,14 +82,10 @@ def is_api_request() -> bool:
     return request.path.startswith(JSON_PATHS[0]) or request.path in JSON_PATHS[1:]
 
 
-def problem(status: int, error: str, detail: str, *, field: str | None = None, headers: dict | None = None,
-            **extensions):
+def problem(status: int, error: str, detail: str, *, headers: dict | None = None, **extensions):
     """The one way an error answer is made."""
     body = {"type": TYPE_PREFIX + error, "title": TITLES[error], "status": status, "detail": detail,
-            "error": error, "message": detail}
-    if field is not None:
-        body["field"] = field
-    body.update(extensions)
+            "error": error, "message": detail, **extensions}
     return current_app.response_class(current_app.json.dumps(body) + "\n", status, headers, mimetype=MEDIA_TYPE)
 
 
@@ -104,7 +100,7 @@ def _unavailable(exc):
 
 # exception class → its answer. Lookup follows the class's MRO (Flask's own rule).
 ANSWERS = {
-    InvalidRequest: lambda e: problem(400, "invalid_request", e.message, field=e.field),
+    InvalidRequest: lambda e: problem(400, "invalid_request", e.message, field=e.field),  # null: no one input
     Unauthorized: lambda e: problem(401, "unauthorized", e.reason, headers=BEARER_CHALLENGE),
     Forbidden: lambda e: problem(403, "forbidden", str(e)),
     InsufficientFunds: lambda e: problem(

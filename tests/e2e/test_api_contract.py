@@ -21,7 +21,7 @@ accepted (2xx, not replayed) spend, grant and capture answers named, with the am
 answered; every balance must have moved by exactly its new entries; no older entry changed. So no
 refused, malformed or unauthenticated request moved a token, and no accepted one moved more or less
 than it said. The number of requests sent is printed (docs/API_CONTRACT.md records a run).
-``CONTRACT_MAX_EXAMPLES`` (default 12) bounds the examples per operation; ``CONTRACT_RANDOM=1`` draws
+``CONTRACT_MAX_EXAMPLES`` (default 30) bounds the examples per operation; ``CONTRACT_RANDOM=1`` draws
 new ones each run instead of the fixed (deterministic) ones.
 """
 from __future__ import annotations
@@ -39,7 +39,7 @@ from core.adapters.catalog_file import load_catalog
 from devstack.auth_emulator import sign_up
 from web.openapi import document
 
-MAX_EXAMPLES = int(os.environ.get("CONTRACT_MAX_EXAMPLES", "12"))
+MAX_EXAMPLES = int(os.environ.get("CONTRACT_MAX_EXAMPLES", "30"))
 RANDOM = os.environ.get("CONTRACT_RANDOM") == "1"  # explore: new examples each run (CI runs the fixed ones)
 SEED_TOKENS = 1000
 MODES = ("anonymous", "user", "service")

@@ -78,7 +78,7 @@ PROBLEM = _obj({
     "title": STR, "status": {"type": "integer", "minimum": 400, "maximum": 599}, "detail": STR,
     "error": {"type": "string", "enum": sorted(TITLES), "description": "the code (as before problem details)"},
     "message": {"type": "string", "description": "the same as detail (as before problem details)"},
-    "field": {"type": "string", "description": "the input at fault"},
+    "field": {"type": ["string", "null"], "description": "400: the input at fault, or null"},
     "balance": INT, "available": INT, "needed": INT, "retryAfterSeconds": INT, "limit": INT,
     "subscription": {"oneOf": [ref("Subscription"), {"type": "null"}]}},
     ("type", "title", "status", "detail", "error", "message"), closed=False,
