@@ -143,7 +143,8 @@ def from_http(exc: HTTPException):
         return internal_error(exc)
     headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}  # 405 keeps its Allow
     error = _HTTP_CODES.get(status, "invalid_request")
-    return problem(status, error, exc.description or TITLES[error], headers=headers)
+    extra = {"field": None} if error == "invalid_request" else {}
+    return problem(status, error, exc.description or TITLES[error], headers=headers, **extra)
 
 
 def internal_error(exc: BaseException):
