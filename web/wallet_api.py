@@ -10,40 +10,15 @@ from __future__ import annotations
 
 import time
 
-from google.api_core.exceptions import GoogleAPICallError, RetryError
-from redis.exceptions import RedisError
-
 from flask import Blueprint, Response, g, jsonify, stream_with_context
 
-from core.domain.errors import InvalidRequest, UnknownPurchase
-from core.errors import TransientError
 from core.services import history, wallet
-from core.services.checkout import RateLimited
 from web import api
 from web.security import signed_in
 
 bp = Blueprint("wallet_api", __name__, url_prefix="/api")
 
-for _error, _handler in ((InvalidRequest, api.invalid), (RateLimited, api.rate_limited), (UnknownPurchase, api.not_found),
-                         (TransientError, api.busy), (RedisError, api.backing_service_down),
-                         (GoogleAPICallError, api.backing_service_down), (RetryError, api.backing_service_down)):
-    bp.register_error_handler(_error, _handler)
-
-
-@bp.errorhandler(wallet.NoReceipt)
-def no_receipt(exc: wallet.NoReceipt):
-    return jsonify(error="no_receipt", message=str(exc)), 404
-
-
-@bp.errorhandler(wallet.NoPortal)
-def no_portal(exc: wallet.NoPortal):
-    return jsonify(error="no_subscription", message=str(exc)), 404
-
-
-@bp.errorhandler(wallet.StripeUnavailable)
-def stripe_unavailable(_):
-    return jsonify(error="payment_provider_unavailable",
-                   message="Stripe could not be reached right now; nothing changed. Please try again."), 502
+# Errors are answered by the app's one problem table (web/problems.py), these included.
 
 
 @bp.get("/tokens/transactions.csv")

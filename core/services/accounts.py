@@ -19,6 +19,7 @@ from core.domain.ids import is_valid_doc_id
 from core.store import InvalidCursor
 
 PAGE_DEFAULT, PAGE_MAX = 20, 100
+_DIGITS = re.compile(r"[0-9]{1,4}")
 ENTRY_FIELDS = ("type", "amount", "balanceAfter", "createdAt", "packageId", "checkoutSessionId", "reason", "planId",
                 "invoiceId", "holdId", "source")
 PURCHASE_FIELDS = ("status", "packageId", "tokens", "amountPaid", "currency", "reason", "createdAt", "fulfilledAt")
@@ -50,15 +51,16 @@ def balance(deps: Deps, user_id: str) -> dict:
 
 
 def parse_page_args(limit: object, cursor: object) -> tuple[int, str | None]:
-    if limit in (None, ""):
+    """``limit``: absent, a whole number, or its decimal digits, 1-100 (a query string's "", " 5", "+5"
+    or "1_0", which int() would take, are refused)."""
+    if limit is None:
         size = PAGE_DEFAULT
     else:
-        try:
-            size = int(limit)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            raise InvalidRequest(f"limit must be an integer from 1 to {PAGE_MAX}", "limit") from None
-        if not 1 <= size <= PAGE_MAX:
+        digits = isinstance(limit, str) and _DIGITS.fullmatch(limit) is not None
+        whole = isinstance(limit, int) and not isinstance(limit, bool)
+        if not (digits or whole) or not 1 <= int(limit) <= PAGE_MAX:  # type: ignore[arg-type]
             raise InvalidRequest(f"limit must be an integer from 1 to {PAGE_MAX}", "limit")
+        size = int(limit)  # type: ignore[arg-type]
     if cursor in (None, ""):
         return size, None
     if not is_valid_doc_id(cursor):
