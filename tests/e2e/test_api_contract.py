@@ -12,15 +12,20 @@ say everything the server checks (``reason`` must be printable, ids must be Fire
 a refusal of those is a documented 400).
 
 In user mode, capture, release and extend are sent for a hold the fuzz user placed just before
-(generated hold ids would only ever meet 404).
+(generated hold ids would only ever meet 404), and a receipt asked for a generated ``cs_...`` id is
+asked for the fuzz user's own purchase, a Starter package paid at the sandbox before the run (so the
+receipt's 200, and its 429 should a run ask more than 30 a minute, are checked too; ``in_...`` ids
+and malformed ones stay as generated: 404 and 400; so do the coverage phase's other methods: 405).
 
 Money: the fuzzer is allowed to move it exactly as a client may. The fuzz user starts with 1,000
-granted tokens so that spends and holds can succeed, and the service key grants to whichever
-``userId`` Hypothesis invents. After the run, Firestore must hold exactly the ledger entries that
-accepted (2xx, not replayed) spend, grant and capture answers named, with the amounts they
-answered; every balance must have moved by exactly its new entries; no older entry changed. So no
-refused, malformed or unauthenticated request moved a token, and no accepted one moved more or less
-than it said. The number of requests sent is printed (docs/API_CONTRACT.md records a run).
+granted tokens (and the paid purchase, credited before the ledger is read) so that spends and holds
+can succeed, and is granted 1,000 more whenever the fuzzer's own holds keep them all (a top-up, counted
+as an accepted grant); the service key grants to whichever ``userId`` Hypothesis invents. After the
+run, Firestore must hold exactly the ledger entries that accepted (2xx, not replayed) spend, grant and
+capture answers named, with the amounts they answered; every balance must have moved by exactly its
+new entries; no older entry changed. So no refused, malformed or unauthenticated request moved a
+token, and no accepted one moved more or less than it said. The number of requests sent is printed
+(docs/API_CONTRACT.md records a run).
 ``CONTRACT_MAX_EXAMPLES`` (default 30) bounds the examples per operation; ``CONTRACT_RANDOM=1`` draws
 new ones each run instead of the fixed (deterministic) ones.
 """
@@ -36,7 +41,9 @@ import requests
 import schemathesis
 
 from core.adapters.catalog_file import load_catalog
+from core.services.wallet import valid_payment_id
 from devstack.auth_emulator import sign_up
+from devstack.processes import wait_until
 from web.openapi import document
 
 MAX_EXAMPLES = int(os.environ.get("CONTRACT_MAX_EXAMPLES", "30"))
@@ -49,6 +56,7 @@ EXCLUDED = ["positive_data_acceptance"]
 
 SENT: Counter = Counter()  # requests sent per mode (the checks' own probes are counted under "probes")
 ACCEPTED: list[tuple[str, str, dict]] = []  # (method, path, body) of accepted money answers
+RECEIPTS: Counter = Counter()  # statuses answered for the fuzz user's paid purchase
 
 
 class Contract:
@@ -65,16 +73,49 @@ class Contract:
                         "service": {"X-Service-Key": self.service_key}}
         self.session = requests.Session()
         self.session.hooks["response"].append(lambda r, *a, **k: SENT.update(["all"]))
+        self.purchase = self.paid_purchase()
         self.before = ledger(system)
 
+    def paid_purchase(self) -> str:
+        """A Starter package the fuzz user buys and pays at the sandbox; returns once it is credited."""
+        started = requests.post(f"{self.system.base_url}/api/checkout", json={"packageId": "starter"}, timeout=30,
+                                headers={**self.headers["user"], "Idempotency-Key": secrets.token_hex(8)})
+        assert started.status_code == 200, started.text
+        session_id = started.json()["sessionId"]
+        paid = requests.post(f"{self.system.sandbox_url}/_sandbox/checkout/{session_id}/pay", timeout=30,
+                             json={"card": "4242424242424242", "email": "contract@example.com"})
+        assert paid.status_code == 200, paid.text
+
+        def credited() -> bool:
+            got = requests.get(f"{self.system.base_url}/api/purchases/{session_id}", headers=self.headers["user"],
+                               timeout=10)
+            return got.status_code == 200 and got.json().get("status") == "fulfilled"
+        wait_until(credited, timeout=60, interval=0.5, what="the fuzz user's purchase to be credited")
+        return session_id
+
     def fresh_hold(self) -> str:
-        """A new open hold of the fuzz user, so capture, release and extend meet a real one."""
-        placed = requests.post(f"{self.system.base_url}/api/tokens/holds", headers=self.headers["user"],
-                               json={"amount": 1, "ttlSeconds": 120, "reason": "contract",
-                                     "idempotencyKey": f"hold-{secrets.token_hex(8)}"}, timeout=30)
+        """A new open hold of the fuzz user, so capture, release and extend meet a real one. When the
+        fuzzer's own holds (up to a day long) keep every token, the user is topped up first."""
+        def place():
+            return requests.post(f"{self.system.base_url}/api/tokens/holds", headers=self.headers["user"],
+                                 json={"amount": 1, "ttlSeconds": 120, "reason": "contract",
+                                       "idempotencyKey": f"hold-{secrets.token_hex(8)}"}, timeout=30)
+        placed = place()
+        if placed.status_code == 402:
+            self.top_up()
+            placed = place()
         assert placed.status_code == 201, placed.text
         SENT["holds placed"] += 1
         return placed.json()["holdId"]
+
+    def top_up(self) -> None:
+        """SEED_TOKENS more for the fuzz user: an accepted grant answer like any other (the ledger check counts it)."""
+        granted = requests.post(f"{self.system.base_url}/api/tokens/grant", headers=self.headers["service"],
+                                json={"userId": self.uid, "amount": SEED_TOKENS, "reason": "contract top-up",
+                                      "idempotencyKey": f"top-up-{secrets.token_hex(8)}"}, timeout=30)
+        assert granted.status_code == 200, granted.text
+        ACCEPTED.append(("POST", "/api/tokens/grant", granted.json()))
+        SENT["top-ups"] += 1
 
 
 def ledger(system) -> tuple[dict, dict]:
@@ -116,14 +157,31 @@ def test_every_operation_keeps_the_contract(case, contract):
 
 
 def _call(case, contract, mode: str):
-    from schemathesis.specs.openapi import checks as openapi_checks
-
     if mode == "user" and "hold_id" in (case.path_parameters or {}):
         case.path_parameters["hold_id"] = contract.fresh_hold()
+    generated = (case.path_parameters or {}).get("payment_id")
+    if mode == "user" and case.method.upper() == "GET" and valid_payment_id(generated) and generated.startswith("cs_"):
+        case.path_parameters["payment_id"] = contract.purchase
+        SENT["receipts of the paid purchase"] += 1
+        response = _validated(case, contract, mode)
+        RECEIPTS[response.status_code] += 1
+        return response
+    return _validated(case, contract, mode)
+
+
+def _validated(case, contract, mode: str):
+    from schemathesis.specs.openapi import checks as openapi_checks
 
     excluded = [getattr(openapi_checks, name) for name in EXCLUDED]
     return case.call_and_validate(base_url=contract.system.base_url, headers=contract.headers[mode],
                                   session=contract.session, excluded_checks=excluded, timeout=30)
+
+
+def test_the_paid_purchases_receipt_was_answered(contract):
+    """The substitution above reaches the receipt's 200 (the first ask is within the per-minute limit)."""
+    assert SENT["user"] > 0, "the fuzzing test ran first (same module)"
+    if SENT["receipts of the paid purchase"]:
+        assert RECEIPTS[200] > 0, RECEIPTS
 
 
 def test_no_fuzzed_request_moved_a_token_but_the_accepted_ones(system, contract):
@@ -154,5 +212,7 @@ def test_no_fuzzed_request_moved_a_token_but_the_accepted_ones(system, contract)
     for uid in set(users_before) | set(users_after):
         assert users_after.get(uid, 0) - users_before.get(uid, 0) == moved[uid], uid
     print(f"\ncontract fuzzing: {SENT['all']} requests sent: {SENT['anonymous']} generated cases x 3 modes, "
-          f"{SENT['holds placed']} holds placed for them (the checks' own probes are not counted); "
+          f"{SENT['holds placed']} holds placed for them, {SENT['receipts of the paid purchase']} receipts asked "
+          f"for the fuzz user's paid purchase (answered {dict(sorted(RECEIPTS.items()))}; the checks' own probes "
+          f"are not counted), {SENT['top-ups']} top-ups; "
           f"{len(ACCEPTED)} accepted money answers, {len(new)} new ledger entries")

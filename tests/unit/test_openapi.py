@@ -6,7 +6,11 @@
   id, a security requirement, a 4xx answer and only Problem-shaped error bodies;
 - errors are RFC 9457 problems with the old `error`/`message` (and `field`) members; 401 carries
   a challenge, 405 its Allow header, 404 of an unknown /api/ path is a problem but a page's is HTML;
-- GET /api/openapi.json serves the document with the catalog's package and plan ids.
+- GET /api/openapi.json serves the document with the catalog's package and plan ids;
+- answers of the app on the fakes are ones the document declares (status, media type, required
+  headers, body schema): the balance with its frozen and debt figures, ledger entries with labels,
+  references and receipts, and the wallet's CSV, receipt and billing-portal routes, errors included;
+  the document's id patterns accept exactly the ids the services accept.
 """
 from __future__ import annotations
 
@@ -168,3 +172,128 @@ def test_a_signed_event_nested_past_the_parsers_depth_is_malformed():
 
     with pytest.raises(MalformedEvent):
         parse_event('{"id": "evt_1", "data": ' + "[" * 3000 + "]" * 3000 + "}")
+
+
+# -- answers against the document -----------------------------------------------------------
+def _conforms(resp, method: str, path: str) -> None:
+    """The answer is one the document declares for the operation: its status, media type, required
+    headers (with their patterns) and a body its schema accepts (a unit-level Schemathesis check)."""
+    import re
+
+    import jsonschema_rs
+
+    doc = document()
+    declared = doc["paths"][path][method]["responses"]
+    assert str(resp.status_code) in declared, f"{method.upper()} {path}: {resp.status_code} is not documented"
+    response = declared[str(resp.status_code)]
+    assert list(response["content"]) == [resp.mimetype], (resp.mimetype, list(response["content"]))
+    for name, header in response.get("headers", {}).items():
+        value = resp.headers.get(name)
+        assert value is not None or not header.get("required"), f"{name} missing"
+        if value is not None and "pattern" in header["schema"]:
+            assert re.search(header["schema"]["pattern"], value), (name, value)
+    body = resp.get_data(as_text=True) if resp.mimetype.startswith("text/") else resp.get_json()
+    schema = {**response["content"][resp.mimetype]["schema"], "components": doc["components"]}
+    validator = jsonschema_rs.Draft202012Validator(schema, validate_formats=True)
+    assert validator.is_valid(body), [e.message for e in validator.iter_errors(body)]
+
+
+USER_1 = {"Authorization": "Bearer good-token"}
+
+
+def test_the_balance_schema_has_the_frozen_and_debt_figures(client, deps):
+    from core.domain.account import Account
+
+    _conforms(client.get("/api/tokens/balance", headers=USER_1), "get", "/api/tokens/balance")
+
+    def frozen_in_debt(tx):
+        account = tx.get(Account, "user_1") or Account("user_1")
+        tx.put(account.freeze("dp_1", {"since": 1_700_000_000}).post("refund_x", "refund", -40, {})[0])
+    deps.uow.run(frozen_in_debt)
+    resp = client.get("/api/tokens/balance", headers=USER_1)
+    _conforms(resp, "get", "/api/tokens/balance")
+    body = resp.json
+    assert (body["frozen"], body["frozenSince"], body["debt"]) == (True, 1_700_000_000, 40)
+    required = document()["components"]["schemas"]["Balance"]["required"]
+    assert set(body) == set(required), "every member of the answer is documented and required"
+
+
+def test_the_transaction_schema_has_labels_references_and_receipts(client, deps, store):
+    from core.services.balance import grant, spend
+
+    grant(deps, "user_1", 30, "welcome", "g1", "service", create_account=True, source="promo",
+          expires_at=int(deps.clock()) + 86400)
+    spend(deps, "user_1", 5, "a game", "s1", "user:user_1")
+    store.ledger["purchase_cs_1"] = {"userId": "user_1", "type": "purchase", "amount": 50, "balanceAfter": 75,
+                                     "packageId": "starter", "checkoutSessionId": "cs_1"}
+    store.ledger["allowance_in_1"] = {"userId": "user_1", "type": "subscription_allowance", "amount": 600,
+                                      "balanceAfter": 675, "planId": "monthly", "invoiceId": "in_1"}
+    store.ledger["spend_h1"] = {"userId": "user_1", "type": "spend", "amount": -1, "balanceAfter": 674,
+                                "holdId": "h1", "reason": "=cmd"}
+    resp = client.get("/api/tokens/transactions", headers=USER_1)
+    _conforms(resp, "get", "/api/tokens/transactions")
+    entries = {e["id"]: e for e in resp.json["entries"]}
+    assert entries["purchase_cs_1"]["receiptFor"] == "cs_1" and entries["allowance_in_1"]["receiptFor"] == "in_1"
+    assert entries["spend_h1"]["label"] == "Spent (reserved tokens used)" and "receiptFor" not in entries["spend_h1"]
+    documented = set(document()["components"]["schemas"]["Transaction"]["properties"])
+    assert set().union(*map(set, entries.values())) <= documented
+
+
+def test_the_wallet_routes_answer_as_documented(client, deps, store):
+    csv = client.get("/api/tokens/transactions.csv", headers=USER_1)
+    assert csv.status_code == 200
+    _conforms(csv, "get", "/api/tokens/transactions.csv")
+    _conforms(client.get("/api/tokens/transactions.csv"), "get", "/api/tokens/transactions.csv")  # 401
+    statuses = [client.get("/api/tokens/transactions.csv", headers=USER_1).status_code for _ in range(6)]
+    assert statuses == [200] * 5 + [429]
+    _conforms(client.get("/api/tokens/transactions.csv", headers=USER_1), "get", "/api/tokens/transactions.csv")
+    from google.api_core.exceptions import ServiceUnavailable
+
+    deps.redis.flushall()  # a new minute
+    store.fail["list_entries"] = ServiceUnavailable("firestore down")
+    down = client.get("/api/tokens/transactions.csv", headers=USER_1)
+    assert down.status_code == 503
+    _conforms(down, "get", "/api/tokens/transactions.csv")
+    del store.fail["list_entries"]
+
+    receipt = "/api/purchases/{payment_id}/receipt"
+    store.purchases["cs_paid"] = {"userId": "user_1", "status": "fulfilled", "paymentIntentId": "pi_1"}
+    store.purchases["cs_open"] = {"userId": "user_1", "status": "pending", "paymentIntentId": "pi_2"}
+    deps.payments.receipts["pi_1"] = "https://pay.stripe.com/receipts/payment/abc"
+    answers = {}
+    for payment_id in ("cs_paid", "cs_open", "cs_unknown", "pi_1"):
+        resp = client.get(f"/api/purchases/{payment_id}/receipt", headers=USER_1)
+        _conforms(resp, "get", receipt)
+        answers[payment_id] = (resp.status_code, resp.json.get("error"))
+    assert answers == {"cs_paid": (200, None), "cs_open": (404, "no_receipt"), "cs_unknown": (404, "not_found"),
+                       "pi_1": (400, "invalid_request")}
+    deps.payments.wallet_error = ConnectionError("stripe down")
+    resp = client.get("/api/purchases/cs_paid/receipt", headers=USER_1)
+    assert resp.status_code == 502
+    _conforms(resp, "get", receipt)
+    deps.payments.wallet_error = None
+
+    resp = client.post("/api/billing-portal", headers=USER_1)
+    assert resp.status_code == 404 and resp.json["error"] == "no_subscription"
+    _conforms(resp, "post", "/api/billing-portal")
+    store.users.setdefault("user_1", {})["subscription"] = {"id": "sub_1", "status": "active", "plan": "monthly"}
+    deps.payments.subscriptions["sub_1"] = {"id": "sub_1", "customer": "cus_1", "metadata": {"userId": "user_1"}}
+    resp = client.post("/api/billing-portal", headers=USER_1)
+    assert resp.status_code == 200
+    _conforms(resp, "post", "/api/billing-portal")
+
+
+def test_the_documents_id_patterns_are_the_services_rules():
+    import re
+
+    from core.services.accounts import valid_session_id
+    from core.services.wallet import valid_payment_id
+
+    doc = document()["paths"]
+    payment = doc["/api/purchases/{payment_id}/receipt"]["get"]["parameters"][0]["schema"]["pattern"]
+    session = doc["/api/purchases/{session_id}"]["get"]["parameters"][0]["schema"]["pattern"]
+    samples = ["cs_1", "in_1", "pi_1", "cs_", "in_a_b", "cs_x$y", "cs_1 2", "cs_" + "a" * 250, "cs_" + "a" * 251,
+               "CS_1", "cs_é", "in_1\n"]
+    for sample in samples:
+        assert (re.fullmatch(payment.strip("^$"), sample) is not None) == valid_payment_id(sample), sample
+        assert (re.fullmatch(session.strip("^$"), sample) is not None) == valid_session_id(sample), sample

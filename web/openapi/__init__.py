@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify
 
-from web.openapi import components, paths_ops, paths_plans_holds, paths_wallet
+from web.openapi import components, paths_api, paths_ops, paths_plans_holds, paths_wallet
 
-SECTIONS = (paths_wallet, paths_plans_holds, paths_ops)
+SECTIONS = (paths_api, paths_wallet, paths_plans_holds, paths_ops)
 VERSION = "1.0.0"
 DESCRIPTION = """Buy, hold and spend in-app tokens. Every error is an RFC 9457 problem
 (`application/problem+json`, components.schemas.Problem): `type`, `title`, `status`, `detail`, plus

@@ -6,7 +6,7 @@ services apply; ``ref``, ``problems`` and ``json_body`` keep each path entry to 
 from __future__ import annotations
 
 from core.domain.holds import MAX_TTL, MIN_TTL
-from core.domain.ledger import MAX_GRANT, MAX_KEY_CHARS, MAX_REASON_CHARS, MAX_SPEND
+from core.domain.ledger import ENTRY_TYPES, MAX_GRANT, MAX_KEY_CHARS, MAX_REASON_CHARS, MAX_SPEND
 from web.problems import MEDIA_TYPE, TITLES, TYPE_PREFIX
 
 USER = [{"firebaseIdToken": []}]
@@ -52,6 +52,9 @@ KEY = {"type": "string", "minLength": 1, "maxLength": MAX_KEY_CHARS,
        "description": "idempotency key: printable, no '/'; the same key and body replay the first answer"}
 REASON = {"type": "string", "minLength": 1, "maxLength": MAX_REASON_CHARS, "description": "printable text"}
 TTL = {"type": "integer", "minimum": MIN_TTL, "maximum": MAX_TTL}
+LABELS = ('"Purchase: Starter package", "Monthly plan allowance", "Refund: …", "Dispute reversal: …", '
+          '"Tokens granted", "Promotional tokens", "Adjustment", "Spent", "Spent (reserved tokens used)", '
+          '"Promotional tokens expired", "Unused plan tokens expired", "Tokens expired"')
 
 
 def or_null(schema: dict, meaning: str) -> dict:
@@ -98,16 +101,34 @@ SCHEMAS = {
     "Posted": _obj(_POSTED, ("entryId", "amount", "balance", "replayed", "userId"),
                    description="one ledger entry; `available` is absent on a replay"),
     "Balance": _obj({
-        "userId": STR, "tokenBalance": INT, "totalTokensPurchased": INT, "totalTokensEarned": INT,
-        "totalTokensSpent": INT, "totalTokensExpired": INT, "available": INT, "held": INT,
-        "expiring": {"type": "array", "items": _obj({"amount": INT, "expiresAt": UNIX}, ("amount", "expiresAt"))}},
+        "userId": STR, "tokenBalance": {**INT, "description": "below zero while the account is in debt"},
+        "totalTokensPurchased": INT, "totalTokensEarned": INT, "totalTokensSpent": INT, "totalTokensExpired": INT,
+        "available": {**INT, "description": "balance − open holds − expired tokens the expiry job is about to take"},
+        "held": {**INT, "description": "reserved by open holds"},
+        "expiring": {"type": "array", "description": "soonest first",
+                     "items": _obj({"amount": INT, "expiresAt": UNIX}, ("amount", "expiresAt"))},
+        "frozen": {**BOOL, "description": "a payment dispute is open: spends and new holds answer 423"},
+        "frozenSince": {**NULLABLE_INT, "description": "unix seconds: when the first open dispute froze it; null "
+                                                       "when not frozen"},
+        "debt": {"type": "integer", "minimum": 0, "description": "what reversals took beyond the balance: "
+                                                                 "max(0, −tokenBalance); new credits repay it first"}},
         ("userId", "tokenBalance", "totalTokensPurchased", "totalTokensEarned", "totalTokensSpent",
-         "totalTokensExpired", "available", "held", "expiring")),
-    "Transactions": _obj({
-        "entries": {"type": "array", "items": _obj({
-            "id": STR, "type": STR, "amount": INT, "balanceAfter": INT, "createdAt": STR, "packageId": STR,
-            "checkoutSessionId": STR, "reason": STR}, ("id",))},
-        "nextCursor": NULLABLE_STR}, ("entries", "nextCursor")),
+         "totalTokensExpired", "available", "held", "expiring", "frozen", "frozenSince", "debt")),
+    "Transactions": _obj({"entries": {"type": "array", "items": ref("Transaction")}, "nextCursor": NULLABLE_STR},
+                         ("entries", "nextCursor")),
+    "Transaction": _obj({
+        "id": STR, "type": {"type": "string", "enum": sorted(ENTRY_TYPES)},
+        "amount": {**INT, "description": "the change: credits positive, debits negative"},
+        "balanceAfter": {**INT, "description": "the running balance after this entry"},
+        "createdAt": {"type": "string", "description": "ISO 8601"},
+        "label": {"type": "string", "minLength": 1, "description": f"what it was, in words: {LABELS}"},
+        "packageId": STR, "checkoutSessionId": STR, "planId": STR, "invoiceId": STR, "holdId": STR,
+        "source": {**STR, "description": "a grant's `grant` or `promo`; an expiry's lot source"},
+        "reason": STR,
+        "receiptFor": {**STR, "description": "purchases and plan allowances: the payment id (`cs_…` or `in_…`) "
+                                             "whose receipt GET /api/purchases/{payment_id}/receipt answers"}},
+        ("id", "label"), description="one ledger entry; a reference member (packageId/checkoutSessionId, "
+                                     "planId/invoiceId, holdId, source, reason) is present only when the entry has it"),
     "CheckoutStarted": _obj({"sessionId": STR, "url": {"type": "string", "format": "uri"}, "expiresAt": UNIX},
                             ("sessionId", "url", "expiresAt")),
     "Purchase": _obj({
@@ -129,6 +150,11 @@ SCHEMAS = {
     "OpenHolds": _obj({"holds": {"type": "array", "items": _obj({
         "holdId": STR, "amount": INT, "expiresAt": UNIX, "reason": NULLABLE_STR, "createdAt": UNIX},
         ("holdId", "amount", "expiresAt", "reason", "createdAt"))}, "userId": STR}, ("holds", "userId")),
+    "Receipt": _obj({"paymentId": STR, "receiptUrl": {"type": "string", "format": "uri",
+                                                      "description": "Stripe's receipt page (http or https)"}},
+                    ("paymentId", "receiptUrl")),
+    "BillingPortal": _obj({"url": {"type": "string", "format": "uri",
+                                   "description": "a Stripe customer portal session (http or https)"}}, ("url",)),
     "WebhookReceived": _obj({"received": {"const": True}, "id": STR, "handled": BOOL}, ("received", "id", "handled")),
     "Health": _obj({"status": {"const": "ok"}}, ("status",)),
     "Readiness": _obj({"status": {"enum": ["ready", "not ready"]}, "checks": _obj(
@@ -143,12 +169,17 @@ _HEADERS = {
 _PROBLEM_SCHEMA = {402: "InsufficientFundsProblem", 429: "RateLimitedProblem"}
 
 
-def problems(*answers: tuple[int, str]) -> dict:
-    """Error responses: ``(status, what it means on this route)`` each, all of the Problem shape."""
+def problems(*answers: tuple) -> dict:
+    """Error responses: ``(status, what it means on this route)`` each, all of the Problem shape;
+    ``(status, meaning, codes)`` also pins the ``error`` codes that status may carry on this route."""
     out = {}
-    for status, description in answers:
-        response = {"description": description,
-                    "content": {MEDIA_TYPE: {"schema": ref(_PROBLEM_SCHEMA.get(status, "Problem"))}}}
+    for status, description, *codes in answers:
+        schema = ref(_PROBLEM_SCHEMA.get(status, "Problem"))
+        if codes:
+            if set(codes[0]) - set(TITLES):
+                raise ValueError(f"error codes not in web/problems.py TITLES: {set(codes[0]) - set(TITLES)}")
+            schema = {"allOf": [schema, {"properties": {"error": {"enum": list(codes[0])}}}]}
+        response = {"description": description, "content": {MEDIA_TYPE: {"schema": schema}}}
         if status in _HEADERS:
             response["headers"] = _HEADERS[status]
         out[str(status)] = response

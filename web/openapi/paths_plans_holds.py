@@ -5,7 +5,7 @@ from web.openapi.components import (
     BAD_BODY, ID, KEY, NO_CALLER, NO_USER, REASON, SPEND_LIMIT, STR, TOO_LARGE, TTL, UNAVAILABLE, USER,
     USER_OR_SERVICE, amount, json_body, ok, or_null, problems,
 )
-from web.openapi.paths_wallet import BAD_SESSION, SESSION_ID
+from web.openapi.paths_api import BAD_SESSION, SESSION_ID
 
 HOLD_ID = {"name": "hold_id", "in": "path", "required": True, "schema": STR,
            "description": "`holdId` of the placed hold; another user's or an unknown one is 404"}

@@ -1,97 +1,62 @@
-"""The document's entries for web/api.py: checkout, spend, grant, balance, ledger, purchases.
+"""The document's entries for web/wallet_api.py: the history as CSV, a purchase's receipt, the billing portal.
 
-``paths(catalog)`` lists the catalog's package and plan ids as enums when a catalog is given
-(the served document); without one they are plain strings.
+Each is the signed-in user's own (a service key is 401); the per-minute limits and the CSV's
+columns are read from the services, so the document says what they apply.
 """
 from __future__ import annotations
 
-from web.openapi.components import (
-    BAD_BODY, GRANT_LIMIT, ID, INT, KEY, NO_CALLER, NO_USER, REASON, SPEND_LIMIT, STR, TOO_LARGE, UNAVAILABLE,
-    USER, USER_OR_SERVICE, amount, json_body, ok, or_null, problems,
-)
+from core.services.history import COLUMNS, EXPORTS_PER_MINUTE
+from core.services.wallet import PORTAL_RETURN_PATH, PORTALS_PER_MINUTE, RECEIPTS_PER_MINUTE
+from web.openapi.components import UNAVAILABLE, USER, ok, problems
 
-SESSION_ID = {"name": "session_id", "in": "path", "required": True,
-              "schema": {"type": "string", "pattern": "^cs_[A-Za-z0-9_]{1,250}$"},
-              "description": "a Stripe Checkout Session id this user started"}
-BAD_SESSION = (400, "`session_id` is not a Checkout Session id")
+SIGNED_IN = (401, "no valid Firebase ID token (a service key is not enough: these are the person's own)")
+STRIPE_DOWN = (502, "Stripe refused or could not be reached: nothing changed; try again",
+               ("payment_provider_unavailable",))
+PAYMENT_ID = {"name": "payment_id", "in": "path", "required": True,
+              "schema": {"type": "string", "pattern": "^(cs|in)_[A-Za-z0-9_]{1,250}$"},
+              "description": "the user's own package purchase (Checkout Session `cs_…`) or plan invoice (`in_…`): "
+                             "a ledger entry's `receiptFor`"}
+CSV_NAME = r'^attachment; filename="tokenbank-history-[0-9]{4}-[0-9]{2}-[0-9]{2}\.csv"$'
 
 
-def _ids(values, fallback: dict) -> dict:
-    return {"type": "string", "enum": sorted(values)} if values is not None else fallback
+def _per_minute(limit: int) -> tuple:
+    return 429, f"more than {limit} a minute for this user; retry after Retry-After", ("rate_limited",)
 
 
 def paths(catalog=None) -> dict:
-    package = _ids(None if catalog is None else [p.id for p in catalog.packages], STR)
-    plan = _ids(None if catalog is None else [p.id for p in catalog.plans], STR)
-    spend = {"type": "object", "additionalProperties": False, "required": ["amount", "reason", "idempotencyKey"],
-             "properties": {"amount": amount(1, SPEND_LIMIT), "reason": REASON, "idempotencyKey": KEY,
-                            "userId": {**ID, "description": "required with X-Service-Key; a user may only name "
-                                                            "themself"}}}
-    grant = {"type": "object", "additionalProperties": False, "required": ["userId", "amount", "reason",
-                                                                           "idempotencyKey"],
-             "properties": {"userId": ID, "amount": amount(1, GRANT_LIMIT), "reason": REASON, "idempotencyKey": KEY,
-                            "createAccount": {"type": "boolean", "default": False},
-                            "expiresAt": or_null({"type": "integer"}, "never expires; else unix seconds, in the "
-                                                                      "future and within 10 years"),
-                            "source": or_null({"type": "string", "enum": ["grant", "promo"]}, "grant")}}
-    checkout = {"oneOf": [
-        {"type": "object", "additionalProperties": False, "required": ["packageId"],
-         "properties": {"packageId": package}},
-        {"type": "object", "additionalProperties": False, "required": ["planId"], "properties": {"planId": plan}}]}
     return {
-        "/api/checkout": {"post": {
-            "tags": ["purchases"], "operationId": "startCheckout", "security": USER,
-            "summary": "Start a Stripe Checkout for a package (`packageId`) or a token plan (`planId`)",
-            "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
-                            "schema": {"type": "string", "minLength": 1, "maxLength": 64},
-                            "description": "the same key answers the same session"}],
-            "requestBody": json_body(checkout),
-            "responses": {**ok("CheckoutStarted", "the session to redirect to"), **problems(
-                (400, "unknown package or plan, both or neither, a bad field or Idempotency-Key"), NO_USER,
-                (409, "the Idempotency-Key started a checkout for something else"), TOO_LARGE,
-                (429, "the purchase limit (open checkouts count); retry after Retry-After"),
-                (502, "Stripe refused: nothing was reserved"), UNAVAILABLE)}}},
-        "/api/tokens/spend": {"post": {
-            "tags": ["tokens"], "operationId": "spendTokens", "security": USER_OR_SERVICE,
-            "summary": "Spend tokens (the signed-in user, or a backend for `userId`)",
-            "requestBody": json_body(spend),
-            "responses": {**ok("Posted", "the spend entry (the same key and body: the first answer, replayed)"),
-                          **problems(BAD_BODY, NO_CALLER, (402, "`available` is below the amount"),
-                                     (409, "the idempotency key was used for another request"), TOO_LARGE,
-                                     (423, "spending is paused while a dispute is open"), UNAVAILABLE)}}},
-        "/api/tokens/grant": {"post": {
-            "tags": ["tokens"], "operationId": "grantTokens", "security": [{"serviceKey": []}],
-            "summary": "Grant tokens to a user (trusted backends only)",
-            "requestBody": json_body(grant),
-            "responses": {**ok("Posted", "the grant entry (replayed for the same key and body)"), **problems(
-                BAD_BODY, NO_CALLER, (403, "a user token: grants are for trusted backends"),
-                (404, "no such account and `createAccount` is not true"),
-                (409, "the idempotency key was used for another request"), TOO_LARGE, UNAVAILABLE)}}},
-        "/api/tokens/balance": {"get": {
-            "tags": ["tokens"], "operationId": "getBalance", "security": USER,
-            "summary": "The user's balance, totals, what is available, held and expiring",
-            "responses": {**ok("Balance", "the figures"), **problems(NO_USER, UNAVAILABLE)}}},
-        "/api/tokens/transactions": {"get": {
-            "tags": ["tokens"], "operationId": "listTransactions", "security": USER,
-            "summary": "The user's ledger, newest first",
-            "parameters": [
-                {"name": "limit", "in": "query", "required": False,
-                 "schema": {**INT, "minimum": 1, "maximum": 100, "default": 20}},
-                {"name": "cursor", "in": "query", "required": False, "schema": STR,
-                 "description": "`nextCursor` of the previous page"}],
-            "responses": {**ok("Transactions", "one page"), **problems(
-                (400, "`limit` is not 1-100, or `cursor` is not one of this user's entries"), NO_USER,
-                UNAVAILABLE)}}},
-        "/api/purchases/{session_id}": {"get": {
-            "tags": ["purchases"], "operationId": "getPurchase", "security": USER, "parameters": [SESSION_ID],
-            "summary": "The user's own purchase and balance",
-            "responses": {**ok("Purchase", "the purchase"), **problems(
-                BAD_SESSION, NO_USER, (404, "no such purchase for this user (another user's included)"),
-                UNAVAILABLE)}}},
-        "/api/purchases/{session_id}/confirm": {"post": {
-            "tags": ["purchases"], "operationId": "confirmPurchase", "security": USER, "parameters": [SESSION_ID],
-            "summary": "Ask the workers to fulfil the user's own checkout from what Stripe says (idempotent)",
-            "responses": {**ok("Accepted", "queued", 202), **problems(
-                BAD_SESSION, NO_USER, (404, "a session this user did not start: nothing is queued"),
-                (429, "more than the confirmations allowed per minute"), UNAVAILABLE)}}},
+        "/api/tokens/transactions.csv": {"get": {
+            "tags": ["tokens"], "operationId": "exportTransactionsCsv", "security": USER,
+            "summary": "The user's whole ledger as CSV, newest first (a download)",
+            "description": f"Columns: {', '.join(COLUMNS)} (`date` UTC ISO 8601, `description` the entry's label). "
+                           "RFC 4180 quoting, CRLF lines, a UTF-8 BOM; a text cell that starts with `=`, `+`, `-`, "
+                           "`@`, tab or CR gets a leading `'` (never run as a formula). Streamed, read 100 entries at "
+                           "a time; a store that is down before the first line is a 503.",
+            "responses": {
+                "200": {"description": "the CSV file", "content": {"text/csv": {"schema": {"type": "string"}}},
+                        "headers": {"Content-Disposition": {
+                            "required": True, "schema": {"type": "string", "pattern": CSV_NAME},
+                            "description": 'attachment; filename="tokenbank-history-YYYY-MM-DD.csv" (UTC)'}}},
+                **problems(SIGNED_IN, _per_minute(EXPORTS_PER_MINUTE), UNAVAILABLE)}}},
+        "/api/purchases/{payment_id}/receipt": {"get": {
+            "tags": ["purchases"], "operationId": "getReceipt", "security": USER, "parameters": [PAYMENT_ID],
+            "summary": "The Stripe receipt of the user's own paid purchase or plan invoice",
+            "description": "Read from Stripe on demand (the charge's `receipt_url`: Stripe keeps it current with "
+                           "refunds). Another user's or an unknown id is 404 `not_found` and Stripe is not asked.",
+            "responses": {**ok("Receipt", "the receipt's address"), **problems(
+                (400, "`payment_id` is not a Checkout Session (`cs_…`) or invoice (`in_…`) id", ("invalid_request",)),
+                SIGNED_IN,
+                (404, "`not_found`: not this user's purchase (another user's included) or unknown; `no_receipt`: "
+                      "not paid, or Stripe has no receipt for it", ("not_found", "no_receipt")),
+                _per_minute(RECEIPTS_PER_MINUTE), STRIPE_DOWN, UNAVAILABLE)}}},
+        "/api/billing-portal": {"post": {
+            "tags": ["plans"], "operationId": "openBillingPortal", "security": USER,
+            "summary": "A Stripe customer portal session for the user's own token plan",
+            "description": "For the customer of the user's mirrored subscription (its `metadata.userId` is checked "
+                           f"at Stripe); the portal returns to `{PORTAL_RETURN_PATH}`. Nothing changes until the "
+                           "person acts in the portal; the plan then follows Stripe's "
+                           "`customer.subscription.updated`. No body.",
+            "responses": {**ok("BillingPortal", "the portal session's address"), **problems(
+                SIGNED_IN, (404, "no plan to manage", ("no_subscription",)), _per_minute(PORTALS_PER_MINUTE),
+                STRIPE_DOWN, UNAVAILABLE)}}},
     }
