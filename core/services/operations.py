@@ -103,13 +103,18 @@ def rate_limit(deps, user_id: str) -> dict:
     return {"userId": user_id, "paidPurchases": paid, "openCheckouts": open_checkouts}
 
 
+def clear_rate_limit(deps, user_id: str) -> dict[str, list]:
+    """Clear a user's purchase windows and return what they held; the caller logs it."""
+    state = _windows(deps, user_id)
+    deps.redis.delete(*state)
+    return {k: [m for m, _ in v] for k, v in state.items()}
+
+
 def reset_rate_limit(deps, user_id: str, operator: str) -> dict:
     """Clear a user's purchase windows; the ops_log keeps who did it and what was there. The ledger is untouched."""
     operator = _operator(operator)
-    state = _windows(deps, user_id)
-    deps.redis.delete(*state)
-    deps.store.add_ops_log({"action": "ratelimit_reset", "userId": user_id, "operator": operator,
-                            "before": {k: [m for m, _ in v] for k, v in state.items()}})
+    before = clear_rate_limit(deps, user_id)
+    deps.store.add_ops_log({"action": "ratelimit_reset", "userId": user_id, "operator": operator, "before": before})
     return {"reset": user_id, "ledger_untouched": True}
 
 
