@@ -69,8 +69,10 @@ def replay_dead_letters(deps, queue, event_id: str | None = None, all_failed: bo
     for event in events:
         if not event.get("payload"):
             return Verdict({"id": event["id"], "error": "no stored payload: not a dead-lettered event"}, ok=False)
+        # Back to ``received`` first: a worker that takes the job at once must not find the event
+        # finished (it would skip it as a duplicate); if the broker refuses, the sweep enqueues it.
+        deps.store.record_event(event["id"], {"status": "received", "replayedAt": deps.clock()})
         queue.enqueue_event(event["id"], event.get("type", ""), event["payload"], event.get("signature") or "")
-        deps.store.record_event(event["id"], {"status": "received", "replayedAt": deps.clock()})  # swept if lost
         replayed += 1
     return Verdict({"replayed": replayed}, ok=True)
 

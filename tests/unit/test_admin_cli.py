@@ -91,6 +91,21 @@ def test_replay_refuses_an_event_without_a_payload_and_replays_dead_letters(ops_
     assert ops_deps.store.events["evt_1"]["status"] == "received"  # the sweeper covers a lost replay job
 
 
+def test_a_replayed_event_is_received_again_before_a_worker_can_take_it(ops_deps):
+    """A worker skips an event whose record says it is finished; a fast one takes the job the moment
+    it is published, so the record must say ``received`` first (else the replay is a silent no-op)."""
+    seen = []
+
+    class Watching(FakeQueue):
+        def enqueue_event(self, event_id, event_type, payload, signature):
+            seen.append(ops_deps.store.events[event_id]["status"])
+            super().enqueue_event(event_id, event_type, payload, signature)
+
+    ops_deps.store.events["evt_1"] = {"type": "checkout.session.completed", "status": "dead_lettered", "payload": "{}"}
+    assert cli(ops_deps, Watching(), "events", "replay", "evt_1") == (0, {"replayed": 1})
+    assert seen == ["received"]
+
+
 def test_spooled_dead_letters_are_listed_and_drained(ops_deps):
     from core import redis_keys
 
