@@ -49,7 +49,8 @@ def _page(template: str, status: int = 200, **context):
 
 def _refusal(status: int, message: str):
     if status == 401 and request.method in admin_guard.SAFE_METHODS:
-        return _page("signin.html", 401, message=message)
+        ended = request.cookies.get(admin_guard.COOKIE)  # no cookie: nothing to explain, just sign in
+        return _page("signin.html", 401, message=f"Your session ended ({message}); sign in again." if ended else None)
     title = {401: "Please sign in again", 403: "Not allowed"}.get(status, "Refused")
     return _page("message.html", status, title=title, message=message)
 

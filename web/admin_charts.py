@@ -35,8 +35,9 @@ def bar_chart(series: dict, hours: list[float]) -> Markup:
              f'<desc id="chart-{escape(key)}-desc">{escape(described)}</desc>',
              f'<line class="axis" x1="{LEFT}" y1="{HEIGHT - BOTTOM}" x2="{WIDTH}" y2="{HEIGHT - BOTTOM}"/>',
              f'<line class="grid" x1="{LEFT}" y1="{TOP}" x2="{WIDTH}" y2="{TOP}"/>',
-             f'<text class="tick" x="{LEFT - 4}" y="{TOP + 4}" text-anchor="end">{max(counts)}</text>',
              f'<text class="tick" x="{LEFT - 4}" y="{HEIGHT - BOTTOM}" text-anchor="end">0</text>']
+    if max(counts):
+        parts.append(f'<text class="tick" x="{LEFT - 4}" y="{TOP + 4}" text-anchor="end">{max(counts)}</text>')
     for i, (count, at) in enumerate(zip(counts, hours)):
         height = round(plot_h * count / peak, 1)
         x = round(LEFT + i * step + 1, 1)

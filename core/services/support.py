@@ -84,7 +84,7 @@ def user_view(deps: Deps, user_id: object, cursor: object = None) -> dict:
     if person is None and user_doc is None:
         raise UnknownUser(f"no account with the user id {user_id}")
     now = deps.clock()
-    return {
+    view = {
         "userId": user_id,
         "account": _account(deps, person),
         "balance": accounts.balance(deps, user_id),
@@ -106,6 +106,29 @@ def user_view(deps: Deps, user_id: object, cursor: object = None) -> dict:
         "outgoing": None,
         "listLimit": LIST_LIMIT,
     }
+    return {**view, "attention": attention(view)}
+
+
+def attention(view: Mapping[str, Any]) -> list[str]:
+    """What support should look at first: money paid and not (yet) credited, frozen, owed."""
+    notes = []
+    for status, text in (("dead_lettered", "dead-lettered: processing gave up, so what it carries (a payment?) did "
+                                           "not land; replay it once the cause is fixed"),
+                         ("received", "still waiting to be processed")):
+        found = [e["id"] for e in view["events"] if e.get("status") == status]
+        if found:
+            notes.append(f"{len(found)} Stripe event(s) {text}: {', '.join(found[:5])}")
+    for p in view["purchases"]:
+        if p.get("status") in ("rejected", "pending"):
+            why = f" ({p.get('reason')})" if p.get("reason") else ""
+            notes.append(f"Purchase {p['id']} is {p['status']}{why}: " + (
+                "paid but not credited (see the runbook, Purchase rejected)" if p["status"] == "rejected"
+                else "the bank has not confirmed the payment yet"))
+    if view["frozenBy"]:
+        notes.append(f"Spending is frozen by {len(view['frozenBy'])} open dispute(s)")
+    if view["debt"]:
+        notes.append(f"The account owes {view['debt']} tokens (a refund or lost dispute took more than was left)")
+    return notes
 
 
 def _account(deps: Deps, person) -> dict | None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import re
 import uuid
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from core.domain.operators import Operator
 from core.services import accounts, balance, holds, operations
 
 _KEY = re.compile(r"[0-9a-f]{32}")
+log = logging.getLogger("tokenbank.support")
 
 
 class Declined(Refusal):
@@ -177,13 +179,22 @@ def perform(deps: Deps, queue, operator: Operator, action: str, user_id: object,
         result = action_.run(deps, queue, operator, user_id, params, reason, key)
     except Refusal as refused:
         deps.store.finish_ops_log(entry_id, {"status": "refused", "error": str(refused)[:500]})
+        _log("refused", action, user_id, operator, entry_id)
         raise
     except Exception as exc:
+        _log("failed", action, user_id, operator, entry_id)
         with contextlib.suppress(Exception):  # the error itself propagates, logged or not
             deps.store.finish_ops_log(entry_id, {"status": "failed", "error": f"{type(exc).__name__}: {exc}"[:500]})
         raise
     deps.store.finish_ops_log(entry_id, {"status": "done", "result": result})
+    _log("done", action, user_id, operator, entry_id)
     return {**answer, "result": result, "replayed": False}
+
+
+def _log(status: str, action: str, user_id: str, operator: Operator, entry_id: str) -> None:
+    (log.warning if status == "failed" else log.info)(
+        "support action %s", status, extra={"action": action, "user_id": user_id, "operator": operator.email or
+                                            operator.uid, "operator_uid": operator.uid, "ops_log_id": entry_id})
 
 
 def log_entry_id(action: str, user_id: str, params: Mapping[str, Any], key: str) -> str:

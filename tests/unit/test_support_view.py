@@ -96,6 +96,19 @@ def test_the_view_answers_i_paid_and_got_nothing_and_where_did_my_tokens_go(deps
     assert view["limits"]["paidPurchases"] == [{"id": "cs_paid", "at": FIXED_NOW}]
     assert [e["action"] for e in view["opsLog"]] == ["ratelimit_reset"]
     assert view["outgoing"] is None  # the outgoing-events work fills this (another branch)
+    [note] = view["attention"]
+    assert note.startswith("1 Stripe event(s) dead-lettered") and note.endswith("evt_stuck")
+
+
+def test_look_at_this_first_names_what_was_paid_and_not_credited(deps, store):
+    rejected = checkout_session("u1", "basic", session_id="cs_bad", amount_total=1)  # not the catalog's price
+    deliver(deps, rejected, "evt_bad")
+    deliver(deps, checkout_session("u1", "starter", session_id="cs_wait", payment_status="unpaid"), "evt_wait")
+    store.users.setdefault("u1", {}).update(debt=7, frozenBy={"dp_1": {"amount": 499}})
+    notes = user_view(deps, "u1")["attention"]
+    assert any(n.startswith("Purchase cs_bad is rejected (amount_mismatch): paid but not credited") for n in notes)
+    assert any(n.startswith("Purchase cs_wait is pending") for n in notes)
+    assert "Spending is frozen by 1 open dispute(s)" in notes and any("owes 7 tokens" in n for n in notes)
 
 
 def test_the_ledger_pages_newest_first(deps):
