@@ -143,5 +143,9 @@ class Identity(Protocol):
     def person_by_email(self, email: str) -> Any:
         """The account with this email, or None."""
 
+    def set_admin_claim(self, uid: str, admin: bool) -> Any:
+        """Set (``admin: true``) or remove the custom claim, keeping the account's other claims;
+        answers the account as it is then."""
+
 
 Clock = Callable[[], float]

@@ -118,7 +118,7 @@ def home():
 @bp.get("/users")
 def find():
     try:
-        uid = support.find_user(_deps(), request.args.get("q"))
+        uid = support_access.find_user(_deps(), request.args.get("q"))
     except (InvalidRequest, UnknownUser) as exc:
         status = 400 if isinstance(exc, InvalidRequest) else 404
         return _page("message.html", status, title="No such user", message=str(exc), query=request.args.get("q"))

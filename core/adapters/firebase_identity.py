@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping
 
 from core.adapters.firebase_auth import CLOCK_SKEW_SECONDS, check_token_times
 from core.domain.errors import Unauthorized
-from core.domain.operators import Person
+from core.domain.operators import ADMIN_CLAIM, Person
 
 
 def _person(user) -> Person:
@@ -96,3 +96,13 @@ class FirebaseIdentity:
             return _person(auth.get_user_by_email(email, app=self.app))
         except (auth.UserNotFoundError, ValueError):
             return None
+
+    def set_admin_claim(self, uid: str, admin: bool) -> Person:
+        from firebase_admin import auth
+
+        claims = dict(auth.get_user(uid, app=self.app).custom_claims or {})
+        claims.pop(ADMIN_CLAIM, None)
+        if admin:
+            claims[ADMIN_CLAIM] = True
+        auth.set_custom_user_claims(uid, claims or None, app=self.app)
+        return _person(auth.get_user(uid, app=self.app))

@@ -15,6 +15,7 @@ from typing import Any, Callable
 from core import redis_keys
 from core.services.migrate_lots import migrate_account, migrate_all
 from core.services import accounts
+from core.services.support_access import find_user
 from core.services.audit import audit as audit_ledger
 from core.domain.errors import InsufficientFunds, InvalidRequest, KeyConflict, UnknownUser
 from core.domain.ids import is_valid_doc_id
@@ -143,6 +144,19 @@ def migrate_lots(deps, user_id: str | None, operator: str) -> dict:
     done = migrate_account(deps, user_id) if user_id else migrate_all(deps)
     deps.store.add_ops_log({"action": "migrate_lots", "userId": user_id, "operator": operator, "result": done})
     return done
+
+
+def support_access(deps, who: str, grant: bool, operator: str) -> dict:
+    """Give (or take) the support console to an account, by email or uid: the ``admin`` custom
+    claim on its Firebase Auth account, checked on the console's every request. Logged."""
+    operator = _operator(operator)
+    uid = find_user(deps, who)
+    if deps.identity.person(uid) is None:
+        raise UnknownUser(f"{who} has no Firebase Auth account to sign in with")
+    person = deps.identity.set_admin_claim(uid, grant)
+    deps.store.add_ops_log({"action": "support_access_granted" if grant else "support_access_revoked",
+                            "userId": uid, "operator": operator})
+    return {"uid": uid, "email": person.email, "admin": person.claims.get("admin") is True}
 
 
 # --- checks ----------------------------------------------------------------------------------

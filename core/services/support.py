@@ -1,10 +1,8 @@
 """What support staff see of one user: who it is, the money, and everything that moved it.
 
-``find_user`` turns what a customer tells support (an email, or a uid from a log line) into a
-uid: an email is looked up in Firebase Auth; a uid must be an account in Firebase Auth or in
-Firestore. ``user_view`` gathers, read only, what answers "I paid and got nothing" and "why did
-my tokens go down": the balance with what is available and held (core/services/accounts.py),
-the lots and holds, one page of the ledger (newest first, with every reference: actor, reason,
+``user_view`` (for a uid core/services/support_access.py ``find_user`` found) gathers, read
+only, what answers "I paid and got nothing" and "why did my tokens go down": the balance with
+what is available and held (core/services/accounts.py), the lots and holds, one page of the ledger (newest first, with every reference: actor, reason,
 Stripe event, hold, lots moved), the purchases with their Stripe ids and status, the user's
 inbox records (dead letters included), alerts, disputes, purchase-limit windows, and what
 operators did to the account (``ops_log``). Every list is bounded. Times are unix seconds.
@@ -24,7 +22,6 @@ from core.store import InvalidCursor
 
 LEDGER_PAGE = 25
 LIST_LIMIT = 50
-MAX_QUERY_CHARS = 320
 # The ledger entry's own fields; every other field is a reference support may need to see.
 _ENTRY_HIDDEN = ("userId", "requestHash")
 _PURCHASE_FIELDS = ("kind", "status", "packageId", "planId", "tokens", "amountPaid", "currency", "paymentIntentId",
@@ -55,24 +52,6 @@ def _docs(docs: Iterable[Mapping[str, Any]], fields: Iterable[str] | None = None
     wanted, hide = (tuple(fields) if fields is not None else None), set(hidden)
     return [{"id": d["id"], **{k: _plain(v) for k, v in d.items() if k != "id" and k not in hide
                                and (wanted is None or k in wanted) and v is not None}} for d in docs]
-
-
-def find_user(deps: Deps, query: object) -> str:
-    """The uid for an email or a uid (InvalidRequest for an empty or malformed query,
-    UnknownUser when nobody matches)."""
-    text = query.strip() if isinstance(query, str) else ""
-    if not text or len(text) > MAX_QUERY_CHARS or not text.isprintable():
-        raise InvalidRequest("enter an email address or a user id", "q")
-    if "@" in text:
-        person = deps.identity.person_by_email(text)
-        if person is None:
-            raise UnknownUser(f"no account with the email {text}")
-        return person.uid
-    if not is_valid_doc_id(text):
-        raise InvalidRequest("that is neither an email address nor a valid user id", "q")
-    if deps.identity.person(text) is None and deps.store.get_user(text) is None:
-        raise UnknownUser(f"no account with the user id {text}")
-    return text
 
 
 def user_view(deps: Deps, user_id: object, cursor: object = None) -> dict:

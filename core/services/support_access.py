@@ -1,5 +1,7 @@
 """Who is at the support console: sign-in to a Firebase session cookie, the check every
-request makes, and the CSRF token every action carries.
+request makes, the CSRF token every action carries, and who a customer is: ``find_user``
+turns what they tell support (an email, or a uid from a log line) into a uid — an email is
+looked up in Firebase Auth; a uid must be an account in Firebase Auth or in Firestore.
 
 The console's pages are rendered on the server, so the server must know the browser's user
 on a plain page load: the page's script signs in with Firebase Auth (as the purchase page
@@ -29,12 +31,13 @@ import hmac
 from dataclasses import dataclass
 
 from core.deps import Deps
-from core.domain.errors import Forbidden, Unauthorized
+from core.domain.errors import Forbidden, InvalidRequest, Unauthorized, UnknownUser
 from core.domain.ids import is_valid_doc_id
 from core.domain.operators import Operator, Person, is_support
 from core.services.auth import bearer_token
 
 RECENT_SIGN_IN_SECONDS = 300
+MAX_QUERY_CHARS = 320
 MAX_COOKIE_CHARS = 8192
 _CSRF_CONTEXT = b"tokenbank support console csrf\x00"
 
@@ -91,3 +94,21 @@ def csrf_ok(cookie: str | None, presented: object) -> bool:
     if not cookie or not isinstance(presented, str) or not presented:
         return False
     return hmac.compare_digest(csrf_token(cookie).encode(), presented.encode())
+
+
+def find_user(deps: Deps, query: object) -> str:
+    """The uid for an email or a uid (InvalidRequest for an empty or malformed query,
+    UnknownUser when nobody matches)."""
+    text = query.strip() if isinstance(query, str) else ""
+    if not text or len(text) > MAX_QUERY_CHARS or not text.isprintable():
+        raise InvalidRequest("enter an email address or a user id", "q")
+    if "@" in text:
+        person = deps.identity.person_by_email(text)
+        if person is None:
+            raise UnknownUser(f"no account with the email {text}")
+        return person.uid
+    if not is_valid_doc_id(text):
+        raise InvalidRequest("that is neither an email address nor a valid user id", "q")
+    if deps.identity.person(text) is None and deps.store.get_user(text) is None:
+        raise UnknownUser(f"no account with the user id {text}")
+    return text

@@ -13,7 +13,7 @@ import pytest
 
 from core.domain.errors import Forbidden, Unauthorized
 from core.domain.operators import Operator
-from core.services import balance, dashboard, holds, support, support_access, support_actions
+from core.services import balance, dashboard, holds, operations, support, support_access, support_actions
 from core.services.dead_letters import dead_letter_event
 from core.services.ingress import receive
 from devstack import auth_emulator
@@ -63,9 +63,12 @@ def test_a_session_cookie_from_the_auth_emulator_and_the_check_on_every_request(
     assert session.cookie.count(".") == 2 and session.cookie != token
     with pytest.raises(Forbidden):
         support_access.operator_for(deps, session.cookie)
-    firebase_auth.set_custom_user_claims(uid, {"admin": True}, app=admin_app(deps))
+    firebase_auth.set_custom_user_claims(uid, {"tier": "gold"}, app=admin_app(deps))
+    granted = operations.support_access(deps, email, True, "integration test")  # `tokenbank support grant`
+    assert granted == {"uid": uid, "email": email, "admin": True}
+    assert firebase_auth.get_user(uid, app=admin_app(deps)).custom_claims == {"tier": "gold", "admin": True}
     assert support_access.operator_for(deps, session.cookie) == Operator(uid, email)  # no new sign-in needed
-    assert support.find_user(deps, email.upper()) == uid and support.find_user(deps, uid) == uid
+    assert support_access.find_user(deps, email.upper()) == uid and support_access.find_user(deps, uid) == uid
 
     for forged in ("x.y.z", token, session.cookie[:-4]):  # an ID token is not a session cookie
         with pytest.raises(Unauthorized):

@@ -145,3 +145,8 @@ class FakeIdentity:
 
     def person_by_email(self, email: str) -> Person | None:
         return next((p for p in self.people.values() if (p.email or "").lower() == email.lower()), None)
+
+    def set_admin_claim(self, uid: str, admin: bool) -> Person:
+        claims = {k: v for k, v in self.people[uid].claims.items() if k != "admin"}
+        self.update(uid, claims={**claims, "admin": True} if admin else claims)
+        return self.people[uid]

@@ -11,7 +11,8 @@ from core.handlers.registry import process_stripe_event
 from core.services import balance, dashboard, holds
 from core.services.dead_letters import dead_letter_event
 from core.services.ingress import receive
-from core.services.support import LEDGER_PAGE, find_user, user_view
+from core.services.support import LEDGER_PAGE, user_view
+from core.services.support_access import find_user
 from tests.unit.fake_support import FakeIdentity
 from tests.unit.fakes import FIXED_NOW, FakeQueue, checkout_session, event_json, make_deps, sign
 
