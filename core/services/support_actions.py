@@ -192,9 +192,12 @@ def perform(deps: Deps, queue, operator: Operator, action: str, user_id: object,
 
 
 def _log(status: str, action: str, user_id: str, operator: Operator, entry_id: str) -> None:
-    (log.warning if status == "failed" else log.info)(
-        "support action %s", status, extra={"action": action, "user_id": user_id, "operator": operator.email or
-                                            operator.uid, "operator_uid": operator.uid, "ops_log_id": entry_id})
+    extra = {"action": action, "user_id": user_id, "operator": operator.email or operator.uid,
+             "operator_uid": operator.uid, "ops_log_id": entry_id}
+    if status == "failed":
+        log.warning("support action %s", status, extra=extra)
+    else:
+        log.info("support action %s", status, extra=extra)
 
 
 def log_entry_id(action: str, user_id: str, params: Mapping[str, Any], key: str) -> str:
