@@ -82,11 +82,11 @@ class Records(Protocol):
     def open_holds(self, user_id: str) -> list:
         """The user's holds whose status is open (some may be past their expiry)."""
 
-    def user_holds(self, user_id: str) -> list:
-        """Every hold of the user, whatever its status."""
+    def user_holds(self, user_id: str, limit: int | None = None) -> list:
+        """Every hold of the user, whatever its status; with ``limit``, the newest that many."""
 
-    def user_lots(self, user_id: str) -> list:
-        """Every lot of the user, open or spent."""
+    def user_lots(self, user_id: str, limit: int | None = None) -> list:
+        """Every lot of the user, open or spent; with ``limit``, the newest that many."""
 
     def due_expiries(self, now: float, limit: int) -> list[str]:
         """Users with an open hold or an open lot whose expiry is at or before ``now``."""

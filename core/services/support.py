@@ -119,17 +119,24 @@ def _account(deps: Deps, person) -> dict | None:
 
 
 def _lots(deps: Deps, user_id: str, now: float) -> list[dict]:
-    lots = sorted(deps.store.user_lots(user_id), key=lambda lot: (not lot.open, -lot.created_at, lot.id))
+    """Every open lot (the account keeps them), then the newest of the rest."""
+    account = deps.store.get_account(user_id)
+    found = {lot.id: lot for lot in deps.store.user_lots(user_id, LIST_LIMIT)}
+    found.update(account.lots if account is not None else {})
+    lots = sorted(found.values(), key=lambda lot: (not lot.open, -lot.created_at, lot.id))
     return [{**{k: v for k, v in dataclasses.asdict(lot).items() if k != "user_id"},
-             "open": lot.open, "live": lot.live(now)} for lot in lots[:200]]
+             "open": lot.open, "live": lot.live(now)} for lot in lots]
 
 
 def _holds(deps: Deps, user_id: str, now: float) -> list[dict]:
-    holds = sorted(deps.store.user_holds(user_id), key=lambda h: (h.status != "open", -h.created_at, h.id))
+    """Every open hold, then the newest of the rest."""
+    found = {h.id: h for h in deps.store.user_holds(user_id, LIST_LIMIT)}
+    found.update({h.id: h for h in deps.store.open_holds(user_id)})
+    holds = sorted(found.values(), key=lambda h: (h.status != "open", -h.created_at, h.id))
     return [{"id": h.id, "amount": h.amount, "status": h.status, "expiresAt": h.expires_at, "placedAt": h.created_at,
              "reason": h.reason, "actor": h.actor, "captured": h.captured, "released": h.released,
              "entryId": h.entry_id, "pastExpiry": h.expired_at(now), "releasable": h.status == "open"}
-            for h in holds[:200]]
+            for h in holds]
 
 
 def _ledger(deps: Deps, user_id: str, cursor: object) -> dict:

@@ -180,3 +180,20 @@ def test_the_dashboard_says_when_a_query_reached_its_bound(deps, store, monkeypa
     board = dashboard.last_24_hours(deps)
     webhooks = board["series"][0]
     assert webhooks["truncated"] is True and webhooks["total"] == 3 and board["maxDocs"] == 3
+
+
+def test_every_open_hold_and_lot_is_listed_and_only_the_newest_of_the_rest(store, redis, identity, monkeypatch):
+    from core.services import support
+
+    ticks = iter(range(10_000))
+    deps = make_deps(store, redis, identity=identity, clock=lambda: FIXED_NOW + next(ticks))
+    monkeypatch.setattr(support, "LIST_LIMIT", 2)
+    grants = [balance.grant(deps, "u1", 10, f"g{i}", f"g{i}", "service", create_account=True) for i in range(4)]
+    balance.spend(deps, "u1", 25, "use", "s1", "user:u1")  # empties the two oldest lots, takes 5 of the third
+    placed = [holds.place(deps, "u1", 1, f"h{i}")["holdId"] for i in range(5)]
+    for hold_id in placed[1:4]:
+        holds.release(deps, "u1", hold_id)
+    view = user_view(deps, "u1")
+    assert [h["id"] for h in view["holds"]] == [placed[4], placed[0], placed[3]]  # open ones, then the newest
+    lots = view["lots"]
+    assert [(lot["id"], lot["remaining"]) for lot in lots] == [(grants[3].entry_id, 10), (grants[2].entry_id, 5)]
