@@ -97,8 +97,9 @@ class UserLock(Protocol):
 
 
 class Payments(Protocol):
-    """What tokenbank asks Stripe (read only, on the worker's side), and the one write: a
-    user's subscription cancelled (the web tier, core/services/plans.py)."""
+    """What tokenbank asks Stripe (read only, on the worker's side and for the wallet's receipts),
+    the one write: a user's subscription cancelled (the web tier, core/services/plans.py), and
+    customer portal sessions (core/services/wallet.py; a session changes nothing by itself)."""
 
     def payment_intent(self, payment_intent_id: str) -> Mapping[str, Any] | None:
         """The PaymentIntent, or None if Stripe does not know it."""
@@ -119,6 +120,16 @@ class Payments(Protocol):
         subscription to end at its period end (``cancel_at_period_end``), or with ``at_period_end``
         false end it now. Answers the subscription after the change, None if Stripe does not know
         it; any refusal raises."""
+
+    def receipt_url(self, payment_intent_id: str) -> str | None:
+        """The ``receipt_url`` of the charge that paid this PaymentIntent (its ``latest_charge``),
+        None if Stripe does not know the PaymentIntent or it has no charge or receipt."""
+
+    def subscription(self, subscription_id: str) -> Mapping[str, Any] | None:
+        """The subscription, or None if Stripe does not know it."""
+
+    def billing_portal_session(self, customer_id: str, return_url: str) -> str:
+        """A customer portal session for this customer; answers its ``url``. Any refusal raises."""
 
 
 class Identity(Protocol):

@@ -46,3 +46,8 @@ def windows_known(user_id: str) -> str:
     """Present while the user's velocity and reservation windows are complete in Redis; gone
     after Redis lost its data, so the windows are rebuilt from Firestore first."""
     return f"{PREFIX}windows:known:{{{user_id}}}"
+
+
+def wallet_calls(user_id: str, what: str) -> str:
+    """A user's calls per minute to one wallet route that reads much or asks Stripe (export, receipt, portal)."""
+    return f"{PREFIX}wallet:{what}:{{{user_id}}}"

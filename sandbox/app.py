@@ -7,7 +7,7 @@ import threading
 
 from flask import Flask, Response, request
 
-from . import api, billing_routes, checkout_page, control, payments  # noqa: F401 - billing_routes adds /v1 routes
+from . import api, billing_portal, billing_routes, checkout_page, control, payments, portal_page, receipts  # noqa: F401 - billing_routes and billing_portal add /v1 routes
 from .config import Config
 from .events import Sandbox
 
@@ -19,6 +19,8 @@ def create_app(config: Config, public_url: str) -> Flask:
     app.register_blueprint(api.bp)
     app.register_blueprint(checkout_page.bp)
     app.register_blueprint(control.bp)
+    app.register_blueprint(receipts.bp)
+    app.register_blueprint(portal_page.bp)
 
     @app.get("/healthz")
     def healthz():

@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 import threading
 
-from . import cards, objects
+from . import cards, objects, receipts
 from .errors import StripeError, card_declined, invalid_param
 from .events import Sandbox, emit
 from .forms import get_dict, get_int, get_metadata, get_str
@@ -106,6 +106,7 @@ def attempt(sb: Sandbox, pi: dict, pm: dict) -> tuple[list, StripeError | None]:
     if pm["type"] in BANK_DEBITS:
         ch = sb.store.add(objects.charge(now, pi, pm, "pending"))
         ch["paid"] = False
+        receipts.assign(sb, ch)
         pi.update({"status": "processing", "latest_charge": ch["id"], "last_payment_error": None,
                    "processing": {"type": pm["type"]}})
         return [("payment_intent.processing", pi), ("charge.pending", ch)], None
@@ -126,6 +127,7 @@ def attempt(sb: Sandbox, pi: dict, pm: dict) -> tuple[list, StripeError | None]:
         err.extra.update({"charge": ch["id"], "payment_intent": public(pi), "payment_method": public(pm)})
         return [("charge.failed", ch), ("payment_intent.payment_failed", pi)], err
     ch = sb.store.add(objects.charge(now, pi, pm, "succeeded"))
+    receipts.assign(sb, ch)
     pi.update({"status": "succeeded", "latest_charge": ch["id"], "amount_received": pi["amount"],
                "last_payment_error": None, "processing": None})
     evs = [("payment_intent.succeeded", pi), ("charge.succeeded", ch)]

@@ -40,6 +40,8 @@ ID_PREFIXES = {
     "invoice_payment": ("inpay_", 24),
     "balance_transaction": ("txn_", 24),
     "request": ("req_", 14),
+    "billing_portal.configuration": ("bpc_", 24),
+    "billing_portal.session": ("bps_", 24),
 }
 
 # id prefix -> object type, for expansion and lookups

@@ -183,6 +183,9 @@ ROUTES: dict[tuple[str, str], Route] = {
         _P + "_subscription_cancel_params.SubscriptionCancelParams", "subscription"),
     ("POST", "/v1/subscriptions/{id}/resume"): Route(
         _P + "_subscription_resume_params.SubscriptionResumeParams", "subscription"),
+    # the customer portal
+    ("POST", "/v1/billing_portal/sessions"): Route(
+        _P + "billing_portal._session_create_params.SessionCreateParams", "billing_portal.session"),
 }
 
 

@@ -134,9 +134,10 @@ def start_from_checkout(sb: Sandbox, cs: dict, pm: dict, pi: dict, email: str | 
     return events + [("customer.subscription.created", snap(sub))] + evs
 
 
-def update(sb: Sandbox, sub: dict, params: dict) -> dict:
+def update(sb: Sandbox, sub: dict, params: dict, reason: str | None = None) -> dict:
     """POST /v1/subscriptions/{id}: metadata, description, default_payment_method,
-    cancel_at_period_end, cancellation_details."""
+    cancel_at_period_end, cancellation_details. `reason` (the customer portal's
+    `cancellation_requested`) is the cancellation_details.reason a cancellation sets."""
     before = copy.deepcopy(sub)
     if sub["status"] == "canceled" and set(params) - {"metadata", "cancellation_details", "expand"}:
         raise StripeError(400, "A canceled subscription can only update its cancellation_details and metadata.")
@@ -158,6 +159,8 @@ def update(sb: Sandbox, sub: dict, params: dict) -> dict:
     if at_end is not None:
         sub.update({"cancel_at_period_end": at_end, "cancel_at": _period(sub)[1] if at_end else None,
                     "canceled_at": sb.store.now() if at_end else None})
+        if reason is not None:
+            sub["cancellation_details"] = {**sub["cancellation_details"], "reason": reason if at_end else None}
     _cancellation_details(sub, params)
     changed = {k: before[k] for k in sub if not k.startswith("_") and sub[k] != before.get(k)}
     if changed:

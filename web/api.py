@@ -1,27 +1,23 @@
-"""The signed-in user's API: start a checkout, read balance, ledger and purchases."""
+"""The signed-in user's API: start a checkout, spend and grant, read balance, ledger and purchases.
+
+Views parse, call one service and answer; every refusal is an exception the service raises,
+answered once for the whole API by web/problems.py (RFC 9457 problem details).
+"""
 from __future__ import annotations
 
 import json
-import logging
-
-from google.api_core.exceptions import GoogleAPICallError, RetryError
-from redis.exceptions import RedisError
 
 from flask import Blueprint, current_app, g, jsonify, request
 
 from core.services import accounts
-from core.errors import EnqueueFailed
-from core.services.checkout import PaymentProviderError, RateLimited, start_checkout, start_plan_checkout
+from core.services.checkout import start_checkout, start_plan_checkout
 from core.services.balance import grant, spend
 from core.domain.ids import is_valid_doc_id
-from core.domain.errors import (
-    AccountFrozen, InsufficientFunds, InvalidRequest, KeyConflict, UnknownPurchase, UnknownUser,
-)
-from core.errors import TransientError
+from core.domain.errors import InvalidRequest, UnknownPurchase
+from web.problems import BodyTooLarge, Forbidden
 from web.security import signed_in, signed_in_or_service
 
 bp = Blueprint("api", __name__, url_prefix="/api")
-log = logging.getLogger("tokenbank.api")
 MAX_JSON_BYTES = 4096
 
 
@@ -31,88 +27,21 @@ def _deps():
 
 def _json_body() -> dict:
     if request.content_length is not None and request.content_length > MAX_JSON_BYTES:
-        raise _TooLarge()
+        raise BodyTooLarge(MAX_JSON_BYTES)
     if not request.is_json:
         raise InvalidRequest("send a JSON object with Content-Type: application/json")
     body = request.get_data(cache=False)
     if len(body) > MAX_JSON_BYTES:
-        raise _TooLarge()
+        raise BodyTooLarge(MAX_JSON_BYTES)
     try:
         data = json.loads(body)
     except ValueError:
         raise InvalidRequest("body is not valid JSON") from None
+    except RecursionError:  # 2,000 nested arrays fit in 4 KiB; the parser gives up at ~1,000
+        raise InvalidRequest("body is nested too deeply") from None
     if not isinstance(data, dict):
         raise InvalidRequest("body must be a JSON object")
     return data
-
-
-class _TooLarge(Exception):
-    pass
-
-
-@bp.errorhandler(InvalidRequest)
-def invalid(exc: InvalidRequest):
-    return jsonify(error="invalid_request", message=exc.message, field=exc.field), 400
-
-
-@bp.errorhandler(_TooLarge)
-def too_large(_):
-    return jsonify(error="too_large", message=f"request body over {MAX_JSON_BYTES} bytes"), 413
-
-
-@bp.errorhandler(RateLimited)
-def rate_limited(exc: RateLimited):
-    return (jsonify(error="rate_limited", message=exc.message, retryAfterSeconds=exc.retry_after_seconds), 429,
-            {"Retry-After": str(exc.retry_after_seconds)})
-
-
-@bp.errorhandler(EnqueueFailed)
-def enqueue_failed(_):
-    return jsonify(error="unavailable", message="Please try again in a moment."), 503, {"Retry-After": "5"}
-
-
-@bp.errorhandler(PaymentProviderError)
-def provider_error(_):
-    return jsonify(error="payment_provider_unavailable",
-                   message="Checkout is unavailable right now; nothing was charged. Please try again."), 502
-
-
-@bp.errorhandler(InsufficientFunds)
-def insufficient(exc: InsufficientFunds):
-    return (jsonify(error="insufficient_funds", message=f"Not enough tokens: {exc.available} available "
-                    f"(balance {exc.balance}), needed {exc.amount}.", balance=exc.balance,
-                    available=exc.available, needed=exc.amount), 402)
-
-
-@bp.errorhandler(AccountFrozen)
-def frozen(_):
-    return jsonify(error="account_frozen",
-                   message="Spending is paused on this account while a payment dispute is open."), 423
-
-
-@bp.errorhandler(KeyConflict)
-def key_conflict(exc: KeyConflict):
-    return jsonify(error="idempotency_conflict", message=str(exc)), 409
-
-
-@bp.errorhandler(UnknownUser)
-@bp.errorhandler(UnknownPurchase)
-def not_found(exc: Exception):
-    return jsonify(error="not_found", message=str(exc)), 404
-
-
-@bp.errorhandler(TransientError)
-def busy(_):
-    return jsonify(error="busy", message="The account is busy; please retry."), 503, {"Retry-After": "1"}
-
-
-@bp.errorhandler(RedisError)
-@bp.errorhandler(GoogleAPICallError)
-@bp.errorhandler(RetryError)
-def backing_service_down(exc):
-    log.error("backing service unavailable: %s", type(exc).__name__)
-    return jsonify(error="unavailable", message="Temporarily unavailable; nothing was charged. Please retry."), \
-        503, {"Retry-After": "5"}
 
 
 def _fields(body: dict, allowed: set[str]) -> None:
@@ -147,7 +76,7 @@ def spend_tokens():
 @signed_in_or_service
 def grant_tokens():
     if not g.service:
-        return jsonify(error="forbidden", message="grants are for trusted backends only"), 403
+        raise Forbidden("grants are for trusted backends only")
     body = _json_body()
     _fields(body, {"amount", "reason", "idempotencyKey", "userId", "createAccount", "expiresAt", "source"})
     user_id, actor = _target_user(body)
@@ -195,7 +124,7 @@ def transactions():
 def purchase(session_id: str):
     found = accounts.purchase_status(_deps(), g.uid, session_id)
     if found is None:
-        return jsonify(error="not_found", message="no such purchase for this account"), 404
+        raise UnknownPurchase("no such purchase for this account")
     return jsonify(found | {"balance": accounts.balance(_deps(), g.uid)["tokenBalance"]})
 
 

@@ -1,12 +1,12 @@
 """The Flask application factory. Gunicorn calls ``create_app()`` in each worker process."""
 from __future__ import annotations
 
-from flask import Flask, jsonify, request
+from flask import Flask
 
 from core.services import ingress as webhook_ingress
 from core.bootstrap import bootstrap
 from core.deps import Deps
-from web import admin, api, holds_api, pages, plans_api, webhooks
+from web import admin, api, holds_api, openapi, pages, plans_api, problems, wallet_api, webhooks
 from web.security import install_headers
 
 
@@ -29,25 +29,16 @@ def create_app(deps: Deps | None = None, queue=None) -> Flask:
     app.register_blueprint(api.bp)
     app.register_blueprint(plans_api.bp)
     app.register_blueprint(holds_api.bp)
+    app.register_blueprint(wallet_api.bp)
+    app.register_blueprint(openapi.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(admin.bp)  # the support console: every route behind web/admin_guard.py
     install_headers(app, deps.settings)
 
-    def wants_json() -> bool:
-        return request.path.startswith("/api/") or request.path in ("/healthz", "/readyz")
+    def page_error(exc):
+        if exc.code == 404:
+            return pages._page("message.html", 404, title="Not found", message="There is no page at this address.")
+        return exc
 
-    @app.errorhandler(404)
-    def not_found(_):
-        if wants_json():
-            return jsonify(error="not_found"), 404
-        return pages._page("message.html", 404, title="Not found", message="There is no page at this address.")
-
-    @app.errorhandler(405)
-    def method_not_allowed(_):
-        return jsonify(error="method_not_allowed"), 405
-
-    @app.errorhandler(413)
-    def too_large(_):
-        return jsonify(error="too_large"), 413
-
+    problems.install(app, page_error)
     return app

@@ -8,46 +8,18 @@
 
 The signed-in user acts on their own holds; a trusted backend (X-Service-Key) names the
 user: ``userId`` in the body, or the query string for GET and body-less calls. Another
-user's hold is answered as if it did not exist (404).
+user's hold is answered as if it did not exist (404). Refusals are the service's exceptions,
+answered by web/problems.py.
 """
 from __future__ import annotations
 
-from google.api_core.exceptions import GoogleAPICallError, RetryError
-from redis.exceptions import RedisError
-
 from flask import Blueprint, g, jsonify, request
 
-from core.domain.errors import (
-    AccountFrozen, HoldConflict, HoldExpired, InsufficientFunds, InvalidRequest, KeyConflict, UnknownHold, UnknownUser,
-)
-from core.errors import TransientError
 from core.services import holds
 from web import api
 from web.security import signed_in_or_service
 
 bp = Blueprint("holds_api", __name__, url_prefix="/api/tokens/holds")
-
-for _error, _handler in ((InvalidRequest, api.invalid), (api._TooLarge, api.too_large), (TransientError, api.busy),
-                         (InsufficientFunds, api.insufficient), (AccountFrozen, api.frozen),
-                         (KeyConflict, api.key_conflict), (UnknownUser, api.not_found),
-                         (RedisError, api.backing_service_down), (GoogleAPICallError, api.backing_service_down),
-                         (RetryError, api.backing_service_down)):
-    bp.register_error_handler(_error, _handler)
-
-
-@bp.errorhandler(UnknownHold)
-def unknown_hold(exc):
-    return jsonify(error="not_found", message=str(exc)), 404
-
-
-@bp.errorhandler(HoldConflict)
-def hold_conflict(exc):
-    return jsonify(error="hold_conflict", message=str(exc)), 409
-
-
-@bp.errorhandler(HoldExpired)
-def hold_expired(exc):
-    return jsonify(error="hold_expired", message=str(exc)), 410
 
 
 def _body(optional: bool = False) -> dict:

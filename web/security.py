@@ -5,7 +5,7 @@ import hmac
 from functools import wraps
 from urllib.parse import urlparse
 
-from flask import current_app, g, jsonify, request
+from flask import current_app, g, request
 
 from core.domain.errors import Unauthorized
 from core.services.auth import user_from_authorization
@@ -65,20 +65,17 @@ def signed_in_or_service(view):
             return signed_in(view)(*args, **kwargs)
         deps = current_app.config["TOKENBANK_DEPS"]
         if not _service_key_matches(presented, deps.settings.service_api_keys):
-            return jsonify(error="unauthorized", message="invalid service key"), 401
+            raise Unauthorized("invalid service key")
         g.service, g.uid = True, None
         return view(*args, **kwargs)
     return guarded
 
 
 def signed_in(view):
-    """Require a valid Firebase ID token; the uid is in ``g.uid``. Anything else: 401."""
+    """Require a valid Firebase ID token; the uid is in ``g.uid``. Anything else: Unauthorized (401)."""
     @wraps(view)
     def guarded(*args, **kwargs):
         deps = current_app.config["TOKENBANK_DEPS"]
-        try:
-            g.uid = user_from_authorization(deps.verify_id_token, request.headers.get("Authorization"))
-        except Unauthorized as exc:
-            return jsonify(error="unauthorized", message=exc.reason), 401, {"WWW-Authenticate": 'Bearer realm="tokenbank"'}
+        g.uid = user_from_authorization(deps.verify_id_token, request.headers.get("Authorization"))
         return view(*args, **kwargs)
     return guarded

@@ -1,4 +1,8 @@
-"""Stripe webhook ingress and health probes: verify, enqueue, answer."""
+"""Stripe webhook ingress and health probes: verify, enqueue, answer.
+
+Refusals are problem details (web/problems.py) like the rest of the API: a refused webhook
+is ``webhook_refused`` with the reason as ``detail`` (Stripe reads only the status).
+"""
 from __future__ import annotations
 
 import hmac
@@ -8,6 +12,7 @@ from flask import Blueprint, current_app, jsonify, request
 from core import metrics
 from core.services import ingress as webhook_ingress
 from core.errors import EnqueueFailed, WebhookRefused
+from web.problems import problem
 
 bp = Blueprint("webhooks", __name__)
 
@@ -21,14 +26,17 @@ def stripe_webhook():
     if length is not None and length > max_body:
         metrics.SIGNATURE_FAILURES.labels("body too large").inc()
         refusal_alert("body too large")
-        return jsonify(error="body too large", limit=max_body), 413
+        return problem(413, "too_large", f"request body over {max_body} bytes", limit=max_body)
     body = request.stream.read(max_body + 1)
     try:
         received = webhook_ingress.receive(deps, queue, body, request.headers.get("Stripe-Signature"), refusal_alert)
     except WebhookRefused as refused:
-        return jsonify(error=refused.reason), refused.status
+        if refused.status == 413:
+            return problem(413, "too_large", f"request body over {max_body} bytes", limit=max_body)
+        return problem(refused.status, "webhook_refused", refused.reason)
     except EnqueueFailed:
-        return jsonify(error="temporarily unable to accept the event; retry"), 503, {"Retry-After": "5"}
+        return problem(503, "unavailable", "temporarily unable to accept the event; retry",
+                       headers={"Retry-After": "5"})
     return jsonify(received=True, id=received.event_id, handled=received.handled), 200
 
 
@@ -37,7 +45,8 @@ def prometheus_metrics():
     token = current_app.config["TOKENBANK_DEPS"].settings.metrics_token
     if token and not hmac.compare_digest(request.headers.get("Authorization", "").encode(),
                                          f"Bearer {token}".encode()):
-        return jsonify(error="unauthorized"), 401, {"WWW-Authenticate": 'Bearer realm="metrics"'}
+        return problem(401, "unauthorized", "the metrics token is missing or wrong",
+                       headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
     body, content_type = metrics.scrape()
     return body, 200, {"Content-Type": content_type}
 

@@ -1,5 +1,5 @@
-"""The Payments port on Stripe's API: PaymentIntents, invoices, Checkout Sessions (read), and
-cancelling a subscription (the one write).
+"""The Payments port on Stripe's API: PaymentIntents, invoices, Checkout Sessions, subscriptions and
+receipts (read), cancelling a subscription (the one write), and customer portal sessions.
 
 A 404 means Stripe does not know the object (``None``); every other error propagates, so
 the task's retry policy decides (connection errors and 5xx are transient).
@@ -67,3 +67,28 @@ class StripePayments:
             if exc.http_status == 404:
                 return None
             raise
+
+    def receipt_url(self, payment_intent_id: str) -> str | None:
+        """The PaymentIntent with its ``latest_charge`` expanded: that charge's ``receipt_url``."""
+        try:
+            intent = _plain(self.v1.payment_intents.retrieve(payment_intent_id, {"expand": ["latest_charge"]}))
+        except stripe.InvalidRequestError as exc:
+            if exc.http_status == 404:
+                return None
+            raise
+        charge = intent.get("latest_charge")
+        url = charge.get("receipt_url") if isinstance(charge, dict) else None
+        return url if isinstance(url, str) and url else None
+
+    def subscription(self, subscription_id: str) -> Mapping[str, Any] | None:
+        try:
+            return _plain(self.v1.subscriptions.retrieve(subscription_id))
+        except stripe.InvalidRequestError as exc:
+            if exc.http_status == 404:
+                return None
+            raise
+
+    def billing_portal_session(self, customer_id: str, return_url: str) -> str:
+        """POST /v1/billing_portal/sessions (the account's default portal configuration)."""
+        session = _plain(self.v1.billing_portal.sessions.create({"customer": customer_id, "return_url": return_url}))
+        return session["url"]

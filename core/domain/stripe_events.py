@@ -42,7 +42,7 @@ def parse_event(payload: str | bytes | Mapping[str, Any]) -> StripeEvent:
     if isinstance(payload, (str, bytes)):
         try:
             raw = json.loads(payload)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError):  # (nested past the parser's depth)
             raise MalformedEvent("body is not JSON") from None
     else:
         raw = payload

@@ -9,6 +9,7 @@ from core import redis_keys
 from core.domain.account import Account
 from core.domain.lots import expiring
 from core.domain.errors import InvalidRequest
+from core.services import history
 from core.services.checkout import RateLimited
 from core.deps import Deps
 from core.domain.errors import UnknownPurchase
@@ -18,7 +19,9 @@ from core.domain.ids import is_valid_doc_id
 from core.store import InvalidCursor
 
 PAGE_DEFAULT, PAGE_MAX = 20, 100
-ENTRY_FIELDS = ("type", "amount", "balanceAfter", "createdAt", "packageId", "checkoutSessionId", "reason")
+_DIGITS = re.compile(r"[0-9]{1,4}")
+ENTRY_FIELDS = ("type", "amount", "balanceAfter", "createdAt", "packageId", "checkoutSessionId", "reason", "planId",
+                "invoiceId", "holdId", "source")
 PURCHASE_FIELDS = ("status", "packageId", "tokens", "amountPaid", "currency", "reason", "createdAt", "fulfilledAt")
 
 
@@ -26,28 +29,38 @@ def _plain(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime) else value
 
 
+def _frozen_since(account: Account) -> int | None:
+    times = [int(info["since"]) for info in account.frozen_by.values()
+             if isinstance(info, Mapping) and isinstance(info.get("since"), (int, float))]
+    return min(times) if times else None
+
+
 def balance(deps: Deps, user_id: str) -> dict:
     """The totals, and what is ``available`` (balance − open holds − what expiry is about to
-    take), ``held`` by open holds and ``expiring`` (amounts with dates, soonest first)."""
+    take), ``held`` by open holds and ``expiring`` (amounts with dates, soonest first);
+    ``frozen`` while a payment dispute is open (``frozenSince``: when the first one opened) and
+    ``debt``, what reversals took beyond the balance (new credits repay it first)."""
     account = deps.store.get_account(user_id) or Account(user_id)
     now = deps.clock()
     return {"userId": user_id, "tokenBalance": account.balance, "totalTokensPurchased": account.purchased,
             "totalTokensEarned": account.earned, "totalTokensSpent": account.spent,
             "totalTokensExpired": account.expired, "available": account.available(now), "held": account.held(now),
             "expiring": [{"amount": amount, "expiresAt": int(at)} for amount, at in
-                         expiring(account.lots.values(), now)]}
+                         expiring(account.lots.values(), now)],
+            "frozen": account.frozen, "frozenSince": _frozen_since(account), "debt": account.debt}
 
 
 def parse_page_args(limit: object, cursor: object) -> tuple[int, str | None]:
-    if limit in (None, ""):
+    """``limit``: absent, a whole number, or its decimal digits, 1-100 (a query string's "", " 5", "+5"
+    or "1_0", which int() would take, are refused)."""
+    if limit is None:
         size = PAGE_DEFAULT
     else:
-        try:
-            size = int(limit)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            raise InvalidRequest(f"limit must be an integer from 1 to {PAGE_MAX}", "limit") from None
-        if not 1 <= size <= PAGE_MAX:
+        digits = isinstance(limit, str) and _DIGITS.fullmatch(limit) is not None
+        whole = isinstance(limit, int) and not isinstance(limit, bool)
+        if not (digits or whole) or not 1 <= int(limit) <= PAGE_MAX:  # type: ignore[arg-type]
             raise InvalidRequest(f"limit must be an integer from 1 to {PAGE_MAX}", "limit")
+        size = int(limit)  # type: ignore[arg-type]
     if cursor in (None, ""):
         return size, None
     if not is_valid_doc_id(cursor):
@@ -61,9 +74,15 @@ def transactions(deps: Deps, user_id: str, limit: object = None, cursor: object 
         entries, next_cursor = deps.store.list_entries(user_id, size, after)
     except InvalidCursor:
         raise InvalidRequest("cursor is not valid", "cursor") from None
-    return {"entries": [{"id": e["id"], **{k: _plain(e.get(k)) for k in ENTRY_FIELDS if e.get(k) is not None}}
-                        for e in entries],
-            "nextCursor": next_cursor}
+    return {"entries": [_entry_view(deps, e) for e in entries], "nextCursor": next_cursor}
+
+
+def _entry_view(deps: Deps, entry: Mapping[str, Any]) -> dict:
+    """One ledger entry as the page shows it: its fields, a label, and the payment whose receipt it links."""
+    view = {"id": entry["id"], **{k: _plain(entry.get(k)) for k in ENTRY_FIELDS if entry.get(k) is not None},
+            "label": history.label(entry, deps.catalog)}
+    receipt = history.receipt_for(entry)
+    return view | ({"receiptFor": receipt} if receipt else {})
 
 
 _SESSION_ID = re.compile(r"cs_[A-Za-z0-9_]{1,250}")

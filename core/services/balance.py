@@ -9,7 +9,7 @@ unfrozen account and the available funds; a negative adjustment never takes more
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from core import metrics
 from core.domain.account import Account
@@ -31,7 +31,7 @@ class Posted:
     amount: int
     balance: int
     replayed: bool
-    available: int | None = None  # (a replay answers the entry; what is available now may differ)
+    available: int | None = None  # what was available right after (entries from before holds: None)
 
     def as_dict(self) -> dict:
         answer = {"entryId": self.entry_id, "amount": self.amount, "balance": self.balance, "replayed": self.replayed}
@@ -47,16 +47,18 @@ def _post(deps, user_id: str, entry_type: str, amount: int, key: str, refs: dict
         if entry is not None:
             if entry.request_hash != digest:
                 raise KeyConflict("this idempotency key was already used for a different request")
-            return Posted(entry.id, entry.amount, entry.balance_after, True)
+            return Posted(entry.id, entry.amount, entry.balance_after, True, entry.refs.get("availableAfter"))
         if account is None and must_exist:
             raise UnknownUser(f"no account {user_id!r}; pass createAccount to grant to a new account"
                               if entry_type == GRANT else f"no account {user_id!r}")
         now = deps.clock()
         account, entry = (account or Account(user_id)).post(entry_id, entry_type, amount, refs, digest, now=now,
                                                              lot=lot)
+        available = account.available(now)
+        entry = replace(entry, refs={**entry.refs, "availableAfter": available})  # so a replay answers the same
         tx.put(account)
         tx.add(entry)
-        return Posted(entry.id, entry.amount, entry.balance_after, False, account.available(now))
+        return Posted(entry.id, entry.amount, entry.balance_after, False, available)
 
     try:
         posted = deps.batch.submit(user_id, work, [(Entry, entry_id), (Account, user_id)])

@@ -92,8 +92,10 @@ def test_subscribe_pay_get_the_allowance_once_then_cancel_at_period_end(chromium
     expect(status).to_contain_text("Your plan is active. It renews on")
     expect(page.locator("#subscribe-monthly")).to_be_hidden()
     expect(page.locator("#balance")).to_have_text("600")
-    page.wait_for_selector("#ledger li")
-    assert "+600 · plan allowance · balance 600" in page.inner_text("#ledger")
+    page.wait_for_selector("#history-rows tr")
+    first = page.locator("#history-rows tr").first
+    assert "Monthly plan allowance" in first.inner_text() and "+600" in first.inner_text()
+    assert first.get_attribute("data-balance-after") == "600"
     renewal = page.evaluate("s => new Date(s * 1000).toLocaleDateString(undefined, "
                             "{year: 'numeric', month: 'long', day: 'numeric'})", sub["currentPeriodEnd"])
     expect(status).to_contain_text(renewal)

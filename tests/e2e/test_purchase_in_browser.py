@@ -73,8 +73,10 @@ def test_buy_starter_and_see_the_balance(chromium, system):
     screenshot(page, "purchase-success")
     page.goto(f"{system.base_url}/buy-tokens")
     expect(page.locator("#balance")).to_have_text("50")
-    page.wait_for_selector("#ledger li")
-    assert "+50 · purchase (starter)" in page.inner_text("#ledger")
+    page.wait_for_selector("#history-rows tr")
+    first = page.locator("#history-rows tr").first
+    assert "Purchase: Starter package" in first.inner_text() and "+50" in first.inner_text()
+    assert first.get_attribute("data-balance-after") == "50"
 
 
 def test_a_declined_card_shows_the_error_and_credits_nothing(chromium, system):

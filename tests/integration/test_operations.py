@@ -67,9 +67,13 @@ def test_audit_command_finds_a_tampered_balance_and_alerts(web_client, deps, wor
     deps.store.db.collection("users").document("tampered").update({"tokenBalance": 5000})
     code, report = cli(deps, queue, "audit")
     assert code == 1
-    assert {(v["userId"], v["check"]) for v in report["violations"]} == {("tampered", "balance_equals_ledger")}
-    [alert] = docs(deps, "security_alerts", type="ledger_audit_violation")
-    assert alert["details"]["expected"] == 50 and alert["details"]["actual"] == 5000
+    # the balance disagrees with its ledger and with its lots (the lot still holds the 50 bought)
+    assert {(v["userId"], v["check"]) for v in report["violations"]} == {("tampered", "balance_equals_ledger"),
+                                                                        ("tampered", "balance_equals_lots")}
+    alerts = {a["details"]["check"]: a for a in docs(deps, "security_alerts", type="ledger_audit_violation")}
+    assert set(alerts) == {"balance_equals_ledger", "balance_equals_lots"}
+    assert alerts["balance_equals_ledger"]["details"]["expected"] == 50
+    assert alerts["balance_equals_ledger"]["details"]["actual"] == 5000
 
 
 def test_dead_letters_are_listed_and_replayed_idempotently(web_client, deps, worker, queue, secret):

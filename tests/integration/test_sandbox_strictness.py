@@ -95,6 +95,7 @@ def http(sdk):
 
 def test_the_sandbox_serves_the_routes_it_documents():
     for route in [("GET", "/v1/charges"), ("GET", "/v1/events"), ("POST", "/v1/refunds"),
+                  ("POST", "/v1/billing_portal/sessions"),
                   ("POST", "/v1/checkout/sessions"), ("POST", "/v1/payment_pages/<obj_id>/confirm")]:
         assert route in ROUTES
 
@@ -319,6 +320,13 @@ def test_tokenbank_sessions_adapter_calls_and_reconciliation_lists_are_accepted(
         assert pay.status_code == 200
     paid = payments.checkout_session(package.session_id)
     assert payments.payment_intent(paid["payment_intent"])["status"] == "succeeded"
+    assert payments.receipt_url(paid["payment_intent"]).startswith(f"{inprocess.BASE}/receipts/payment/")
+    assert payments.receipt_url("pi_unknown") is None
+    plan_session = payments.checkout_session(plan.session_id)
+    customer = payments.subscription(plan_session["subscription"])["customer"]
+    assert customer == plan_session["customer"] and payments.subscription("sub_unknown") is None
+    assert payments.billing_portal_session(customer, "https://tokenbank.test/buy-tokens").startswith(
+        f"{inprocess.BASE}/p/session/test_")
     assert payments.payment_intent("pi_unknown") is None
     assert payments.invoice_for_payment_intent(paid["payment_intent"]) is None
     assert payments.payment_intent_of_invoice("in_unknown") is None
@@ -393,6 +401,9 @@ def test_every_rendered_object_has_only_fields_the_sdk_declares(sdk):
     get("/v1/payment_methods/pm_card_visa")
     post("/v1/payment_intents", {"amount": "1000", "currency": "usd", "payment_method": "pm_card_chargeDeclined",
                                  "confirm": "true"})  # a card_error carrying the PaymentIntent and PaymentMethod
+    subscribed = get(f"/v1/checkout/sessions/{sub}")
+    post("/v1/billing_portal/sessions", {"customer": subscribed["customer"], "return_url": "https://tokenbank.test/",
+                                         "expand[0]": "configuration"})
     pending = post("/v1/payment_intents", {"amount": "700", "currency": "usd"})
     post(f"/v1/payment_intents/{pending['id']}", {"description": "updated", "metadata[x]": "y"})
     post(f"/v1/payment_intents/{pending['id']}/cancel", {})
@@ -420,7 +431,8 @@ def test_every_rendered_object_has_only_fields_the_sdk_declares(sdk):
                 collect(value)
     collect(seen)
     assert {"checkout.session", "payment_intent", "charge", "refund", "dispute", "customer", "price", "product",
-            "event", "list", "item", "payment_method", "subscription"} <= kinds
+            "event", "list", "item", "payment_method", "subscription", "billing_portal.session",
+            "billing_portal.configuration"} <= kinds
 
 
 def test_the_object_check_finds_invented_and_private_fields():

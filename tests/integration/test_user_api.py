@@ -32,7 +32,9 @@ def pay(stripe_sandbox, session_id, card="4242424242424242"):
 
 
 ENDPOINTS = [("post", "/api/checkout"), ("get", "/api/tokens/balance"), ("get", "/api/tokens/transactions"),
-             ("get", "/api/purchases/cs_test_x"), ("post", "/api/purchases/cs_test_x/confirm")]
+             ("get", "/api/purchases/cs_test_x"), ("post", "/api/purchases/cs_test_x/confirm"),
+             ("get", "/api/tokens/transactions.csv"), ("get", "/api/purchases/cs_test_x/receipt"),
+             ("post", "/api/billing-portal")]
 BAD_AUTH = {
     "missing": {},
     "not bearer": {"Authorization": "Basic dXNlcjpwYXNz"},
@@ -180,9 +182,12 @@ def test_balance_and_ledger_pages_newest_first_with_a_cursor(web_client, deps, w
         eventually(lambda s=s: (doc(deps, "purchases", s["id"]) or {}).get("status") == "fulfilled")
     balance = web_client.get("/api/tokens/balance", headers=auth("reader")).json
     assert balance == {"userId": "reader", "tokenBalance": 250, "totalTokensPurchased": 250,
-                       "totalTokensEarned": 0, "totalTokensSpent": 0}
+                       "totalTokensEarned": 0, "totalTokensSpent": 0, "totalTokensExpired": 0, "available": 250,
+                       "held": 0, "expiring": [], "frozen": False, "frozenSince": None, "debt": 0}
     first = web_client.get("/api/tokens/transactions?limit=2", headers=auth("reader")).json
     assert [e["balanceAfter"] for e in first["entries"]] == [250, 200]
+    assert all(e["label"] == "Purchase: Starter package" and e["receiptFor"] == e["checkoutSessionId"]
+               for e in first["entries"])
     second = web_client.get(f"/api/tokens/transactions?limit=2&cursor={first['nextCursor']}",
                             headers=auth("reader")).json
     third = web_client.get(f"/api/tokens/transactions?limit=2&cursor={second['nextCursor']}",

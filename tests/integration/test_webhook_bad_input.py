@@ -39,7 +39,7 @@ def test_bad_signatures_are_refused_with_400_and_alerted(web_client, deps, secre
         headers["Stripe-Signature"] = f"t={int(time.time())},v0=abc"
     resp = web_client.post(URL, data=body, headers=headers)
     assert resp.status_code == 400
-    assert resp.json["error"]
+    assert resp.json["error"] == "webhook_refused" and resp.json["detail"]
     [alert] = alerts_of(deps, "webhook_signature_failure")
     assert alert["details"]["count"] == 1
     assert_nothing_moved(deps)
@@ -59,7 +59,8 @@ def test_signed_bodies_that_are_not_events_are_refused(web_client, deps, secret,
     header = events.sign(body.decode("utf-8", "replace"), secret) if reason != "body is not UTF-8" else "t=1,v1=00"
     resp = web_client.post(URL, data=body, headers={"Stripe-Signature": header})
     assert resp.status_code == 400
-    assert resp.json["error"] == reason or reason == "body is not UTF-8"
+    assert resp.json["error"] == "webhook_refused"
+    assert resp.json["detail"] == reason or reason == "body is not UTF-8"
     assert_nothing_moved(deps)
 
 

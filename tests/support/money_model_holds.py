@@ -3,8 +3,9 @@
 Holds are placed (replays and conflicts by key), captured (once, or replayed), released
 (idempotent) and expired by the clock; promo grants expire at their time. The model knows
 what each answer must be from the balance it tracks and the open holds (available =
-balance − open holds: the expiry job runs after every tick and whenever a hold ends, so
-nothing expired is still waiting), and takes what the expiry entries wrote as expired,
+balance − open holds: the expiry job runs after every tick, whenever a hold ends and just
+before every spend, hold and adjustment, so nothing expired is still waiting — a credit can
+make an expired lot that an open hold kept expirable: the new tokens back the hold instead), and takes what the expiry entries wrote as expired,
 checking that only promo tokens ever expire. The audit at teardown checks every lot.
 """
 from __future__ import annotations
@@ -34,6 +35,7 @@ class HoldRules:
     @rule(user=st.sampled_from(USERS), amount=st.integers(1, 400), key=st.sampled_from(("h1", "h2", "h3")),
           ttl=st.sampled_from((60, 900)))
     def hold(self, user, amount, key, ttl):
+        self._expire(0)  # the expiry job may have run just before
         answer, hold_id = self.driver.hold(user, amount, key, ttl)
         previous = self.holds.get((user, key))
         if previous is not None:

@@ -294,6 +294,36 @@ class FakePayments:
         return copy.deepcopy(sub)
 
 
+    # -- the wallet: receipts, subscriptions and customer portal sessions ------------------
+    wallet_error: BaseException | None = None  # set it to make receipt and portal calls raise (Stripe down)
+
+    @property
+    def receipts(self) -> dict[str, str]:
+        """PaymentIntent id -> its charge's receipt_url (a test fills it)."""
+        return self.__dict__.setdefault("_receipts", {})
+
+    @property
+    def portal_sessions(self) -> list[tuple[str, str]]:
+        """Every billing_portal_session call: (customer, return_url)."""
+        return self.__dict__.setdefault("_portal_sessions", [])
+
+    def receipt_url(self, payment_intent_id: str):
+        if self.wallet_error is not None:
+            raise self.wallet_error
+        return self.receipts.get(payment_intent_id)
+
+    def subscription(self, subscription_id: str):
+        if self.wallet_error is not None:
+            raise self.wallet_error
+        return copy.deepcopy(self.subscriptions.get(subscription_id))
+
+    def billing_portal_session(self, customer_id: str, return_url: str) -> str:
+        if self.wallet_error is not None:
+            raise self.wallet_error
+        self.portal_sessions.append((customer_id, return_url))
+        return f"https://billing.stripe.test/p/session/test_{len(self.portal_sessions)}"
+
+
 class FakeQueue:
     """EventQueue that remembers what it was given."""
 

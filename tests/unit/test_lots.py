@@ -159,3 +159,15 @@ def test_migration_gives_each_credit_a_lot_newest_first_with_what_the_balance_ho
     account = Account("u", balance=230, exists=True).with_lots(lots)
     assert remaining(account) == {"grant_b": 30, "purchase_c": 200}
     assert set(account.changed_lots) == {"purchase_a", "grant_b", "purchase_c"}
+
+
+def test_a_credit_takes_over_a_hold_from_an_expired_lot_which_then_expires():
+    a, _ = credit_lot(Account("u"), "promo", 1, source="promo", expires=T0 + 30)
+    a = a.place_hold("h", 1, T0 + 900, T0)
+    a, entries = a.expire(T0 + 30)
+    assert entries == [] and remaining(a) == {"promo": 1}  # kept: the hold needs it
+    a, _ = credit_lot(a, "g", 1, now=T0 + 31)
+    # the new token can back the hold, so the expired one is due: nothing is available
+    assert a.available(T0 + 31) == 0
+    a, entries = a.expire(T0 + 31)
+    assert [e.amount for e in entries] == [-1] and remaining(a) == {"g": 1} and a.available(T0 + 31) == 0

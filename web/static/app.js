@@ -97,6 +97,7 @@ function showWallet(data) {
   const soon = [...(data.expiring || [])].sort((a, b) => a.expiresAt - b.expiresAt);
   $("expiring").replaceChildren(...soon.map(expiringItem));
   show($("expiring-box"), soon.length > 0);
+  showNotices(data);
   say($("wallet-error"), "");
   $("wallet").removeAttribute("aria-busy");
 }
@@ -132,22 +133,6 @@ function keepWalletFresh() {
   document.addEventListener("visibilitychange", () => {
     if (document.visibilityState === "visible") showBalance();
   });
-}
-
-const ENTRY_TEXT = { subscription_allowance: "plan allowance", dispute_reversal: "dispute reversal", expiry: "expired" };
-
-async function showLedger() {
-  const res = await api("/api/tokens/transactions?limit=10");
-  if (!res.ok) return;
-  const list = $("ledger");
-  list.replaceChildren();
-  for (const e of (await res.json()).entries) {
-    const li = document.createElement("li");
-    const sign = e.amount > 0 ? "+" : "";
-    const kind = ENTRY_TEXT[e.type] || e.type;
-    li.textContent = `${sign}${e.amount} · ${kind}${e.packageId ? ` (${e.packageId})` : ""} · balance ${e.balanceAfter}`;
-    list.append(li);
-  }
 }
 
 function showIdentity() {
@@ -198,9 +183,10 @@ async function buyPage() {
     button.addEventListener("click", () => buy(button.dataset.package, button));
   }
   planButtons();
+  historyButtons();
   const figures = showBalance();
-  showLedger();
-  loadPlans();
+  showHistory();
+  loadPlans().then(afterPortal);
   keepWalletFresh();
   // The shop appears with its figures in place (no jump when they land), or after 1.5 s regardless.
   await Promise.race([figures.catch(() => null), new Promise((r) => setTimeout(r, 1500))]);

@@ -48,6 +48,9 @@ function renderPlans(sub) {
     const subscribe = $(`subscribe-${id}`);
     show($(`confirm-${id}`), false);
     card.classList.toggle("current", card === mine);
+    const managed = card === mine || (!live && !!plan && plan.plan === id); // Stripe's portal knows this plan
+    show($(`portal-${id}`), managed);
+    show($(`portal-note-${id}`), managed);
     if (card === mine) {
       status.dataset.status = live.cancelAtPeriodEnd ? "canceling" : live.status;
       say(status, planText(live));
@@ -117,6 +120,40 @@ async function cancelPlan(id, button) {
   }
 }
 
+async function openPortal(id, button) {
+  // Stripe's customer portal for this account's plan: invoices, and cancelling or renewing it there.
+  const error = $(`plan-error-${id}`);
+  say(error, "");
+  button.disabled = true;
+  try {
+    const res = await api("/api/billing-portal", { method: "POST" });
+    const data = await res.json().catch(() => ({}));
+    if (res.ok && data.url) { location.assign(data.url); return; }
+    if (res.status === 401) { say(error, "Please sign in again."); setTimeout(signOut, 1500); return; }
+    say(error, data.message || `The billing portal could not be opened (HTTP ${res.status}). Please try again.`);
+  } catch (err) {
+    say(error, "Network error; please try again.");
+  } finally {
+    button.disabled = false;
+  }
+}
+
+async function afterPortal() {
+  // Back from Stripe's portal: a change made there reaches the plan through Stripe's webhook within
+  // moments, so look again a few times (and drop the marker from the address).
+  const params = new URLSearchParams(location.search);
+  if (params.get("from") !== "billing-portal") return;
+  history.replaceState(null, "", location.pathname);
+  const seen = JSON.stringify(plan);
+  for (let i = 0; i < 10; i++) {
+    await new Promise((r) => setTimeout(r, 1500));
+    const res = await api("/api/subscription").catch(() => null);
+    if (!res || !res.ok) continue;
+    const sub = (await res.json()).subscription;
+    if (JSON.stringify(sub) !== seen) { renderPlans(sub); return; }
+  }
+}
+
 function planButtons() {
   for (const card of document.querySelectorAll("li.plan")) {
     const id = card.dataset.plan;
@@ -125,6 +162,7 @@ function planButtons() {
     $(`cancel-${id}`).addEventListener("click", () => askCancel(id));
     $(`keep-${id}`).addEventListener("click", () => keepPlan(id));
     $(`confirm-cancel-${id}`).addEventListener("click", (ev) => cancelPlan(id, ev.currentTarget));
+    $(`portal-${id}`).addEventListener("click", (ev) => openPortal(id, ev.currentTarget));
     $(`confirm-${id}`).addEventListener("keydown", (ev) => { if (ev.key === "Escape") keepPlan(id); });
   }
 }
