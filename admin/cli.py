@@ -11,6 +11,7 @@ function of core.services.operations and prints what it returns (JSON on stdout)
     tokenbank audit
     tokenbank user UID
     tokenbank lots migrate [--user UID] --operator NAME   (lots for accounts older than lots; rerunnable)
+    tokenbank support grant|revoke EMAIL_OR_UID --operator NAME   (the support console at /admin)
 
 Every command that changes something requires --operator: the name recorded with the change.
 Exit status: 0 done, 1 refused or found problems, 2 bad arguments.
@@ -83,6 +84,12 @@ def parser() -> argparse.ArgumentParser:
     migrate = lots.add_parser("migrate", help="one lot per credit that has none (safe to run again)")
     migrate.add_argument("--user", type=_uid, default=None, help="one account (default: every account)")
     _add_operator(migrate)
+    access = sub.add_parser("support", help="who may use the support console (/admin)").add_subparsers(
+        dest="action", required=True)
+    for name in ("grant", "revoke"):
+        cmd = access.add_parser(name, help=f"{name} the admin custom claim")
+        cmd.add_argument("who", help="the account's email or uid")
+        _add_operator(cmd)
     return p
 
 
@@ -124,6 +131,8 @@ def call(args, deps, queue):
             return ops.user_summary(deps, args.uid)
         case "lots", "migrate":
             return ops.migrate_lots(deps, args.user, args.operator)
+        case "support", ("grant" | "revoke") as action:
+            return ops.support_access(deps, args.who, action == "grant", args.operator)
     raise AssertionError(args)
 
 

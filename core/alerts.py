@@ -27,8 +27,8 @@ def velocity_exceeded(session_id: str, user_id: str, last_hour: int, last_day: i
                   "limitPerHour": per_hour, "limitPerDay": per_day, "credited": True})
 
 
-def dead_lettered(event_id: str, event_type: str, error: str) -> Alert:
-    return Alert(f"dead_letter_{event_id}", "event_dead_lettered", None,
+def dead_lettered(event_id: str, event_type: str, error: str, user_id: str | None = None) -> Alert:
+    return Alert(f"dead_letter_{event_id}", "event_dead_lettered", user_id,
                  {"stripeEventId": event_id, "eventType": event_type, "error": error})
 
 

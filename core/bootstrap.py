@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 
 from core.adapters.firebase_auth import firebase_verifier
+from core.adapters.firebase_identity import FirebaseIdentity
 from core.adapters.catalog_file import load_catalog
 from core.config import Settings, load_settings
 from core.deps import Deps
@@ -105,6 +106,7 @@ def bootstrap(settings: Settings | None = None, *, configure_logs: bool = True) 
         catalog=load_catalog(settings.catalog_path),
         stripe=stripe,
         verify_id_token=firebase_verifier(firebase_app(settings)),
+        identity=FirebaseIdentity(firebase_app(settings)),
         uow=uow,
         payments=StripePayments(stripe),
         gate=limits,

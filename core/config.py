@@ -58,6 +58,9 @@ class Settings:
     user_lock_ttl_ms: int = 15000
     user_lock_wait_seconds: float = 10.0
     log_level: str = "INFO"
+    admin_uids: tuple[str, ...] = ()  # the support console's allow-list (besides the `admin` custom claim)
+    admin_emails: tuple[str, ...] = ()  # verified emails only (core/domain/operators.py)
+    admin_session_seconds: int = 3600
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -89,6 +92,10 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     if not math.isfinite(value) or value < 0:
         raise ConfigError(f"{name} must be a finite, non-negative number, got {raw!r}")
     return value
+
+
+def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in (env.get(name) or "").split(",") if item.strip())
 
 
 def _required(name: str) -> str:
@@ -154,6 +161,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         user_lock_ttl_ms=_int(env, "USER_LOCK_TTL_MS", 15000, 100),
         user_lock_wait_seconds=_float(env, "USER_LOCK_WAIT_SECONDS", 10.0),
         log_level=env.get("LOG_LEVEL", "INFO").upper(),
+        admin_uids=_list(env, "ADMIN_UIDS"),
+        admin_emails=tuple(e.lower() for e in _list(env, "ADMIN_EMAILS")),
+        admin_session_seconds=60 * _int(env, "ADMIN_SESSION_MINUTES", 60, 5),
     )
     check(settings)
     return settings
@@ -167,6 +177,8 @@ def check(settings: Settings) -> None:
     if settings.task_soft_time_limit_seconds < 3 * settings.firestore_call_deadline_seconds:
         raise ConfigError("TASK_SOFT_TIME_LIMIT must allow a transaction's three calls "
                           "(3 x FIRESTORE_CALL_DEADLINE_SECONDS)")
+    if settings.admin_session_seconds > 14 * 86_400:
+        raise ConfigError("ADMIN_SESSION_MINUTES must be at most 20160 (Firebase session cookies last 2 weeks at most)")
     if settings.task_time_limit_seconds * 2 > settings.broker_visibility_timeout_seconds:
         raise ConfigError("TASK_TIME_LIMIT must stay well under BROKER_VISIBILITY_TIMEOUT (at most half)")
     if not settings.production:

@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 from core.config import Settings
 from core.domain.catalog import Catalog
-from core.ports import AccountBatch, Payments, PurchaseGate, UnitOfWork, UserLock
+from core.ports import AccountBatch, Identity, Payments, PurchaseGate, UnitOfWork, UserLock
 from core.store import Records
 
 
@@ -25,5 +25,6 @@ class Deps:
     gate: PurchaseGate | None = None  # purchase limits and velocity windows (Redis)
     lock: UserLock | None = None  # one user's money changes queue here (Redis)
     batch: AccountBatch | None = None  # concurrent works on one account, one transaction per batch
+    identity: Identity | None = None  # Firebase Auth accounts and session cookies (the support console)
     # Stripe-Signature check: (payload, header, secrets, tolerance seconds or None) -> None, raises WebhookRefused
     verify_webhook: Callable[[str, str | None, tuple[str, ...], int | None], None] | None = None

@@ -132,4 +132,31 @@ class Payments(Protocol):
         """A customer portal session for this customer; answers its ``url``. Any refusal raises."""
 
 
+class Identity(Protocol):
+    """Firebase Auth as the support console needs it (core/services/support_access.py). Every
+    token or cookie that fails verification — bad, expired, revoked, a disabled or deleted
+    account — raises ``core.domain.errors.Unauthorized`` with a short reason."""
+
+    def id_token_claims(self, id_token: str) -> Mapping[str, Any]:
+        """The verified claims of a Firebase ID token (``uid``, ``auth_time``, ``email``…)."""
+
+    def create_session(self, id_token: str, seconds: int) -> str:
+        """A Firebase session cookie for the ID token's account, valid ``seconds``."""
+
+    def session_person(self, cookie: str) -> Any:
+        """The account a session cookie was minted for, as it is now (``Person``), after
+        checking the cookie was not revoked (issued before the account's tokens were revoked)
+        and the account is enabled."""
+
+    def person(self, uid: str) -> Any:
+        """The account as it is now (``core.domain.operators.Person``), or None."""
+
+    def person_by_email(self, email: str) -> Any:
+        """The account with this email, or None."""
+
+    def set_admin_claim(self, uid: str, admin: bool) -> Any:
+        """Set (``admin: true``) or remove the custom claim, keeping the account's other claims;
+        answers the account as it is then."""
+
+
 Clock = Callable[[], float]

@@ -82,11 +82,42 @@ class Records(Protocol):
     def open_holds(self, user_id: str) -> list:
         """The user's holds whose status is open (some may be past their expiry)."""
 
-    def user_holds(self, user_id: str) -> list:
-        """Every hold of the user, whatever its status."""
+    def user_holds(self, user_id: str, limit: int | None = None) -> list:
+        """Every hold of the user, whatever its status; with ``limit``, the newest that many."""
 
-    def user_lots(self, user_id: str) -> list:
-        """Every lot of the user, open or spent."""
+    def user_lots(self, user_id: str, limit: int | None = None) -> list:
+        """Every lot of the user, open or spent; with ``limit``, the newest that many."""
 
     def due_expiries(self, now: float, limit: int) -> list[str]:
         """Users with an open hold or an open lot whose expiry is at or before ``now``."""
+
+    # -- what support staff read (core/adapters/firestore_support.py) -------------------------
+    # Each list is bounded by ``limit``, newest first; documents come with their ``id``.
+    def user_purchases(self, user_id: str, limit: int) -> list[dict]: ...
+
+    def user_events(self, user_id: str, limit: int) -> list[dict]:
+        """The user's inbox records (``stripe_events`` with ``userId``), without their payloads."""
+
+    def user_alerts(self, user_id: str, limit: int) -> list[dict]: ...
+
+    def user_disputes(self, user_id: str, limit: int) -> list[dict]: ...
+
+    def user_ops_log(self, user_id: str, limit: int) -> list[dict]: ...
+
+    def start_ops_log(self, entry_id: str, fields: Mapping[str, Any]) -> bool:
+        """Create ``ops_log/{entry_id}`` (with ``createdAt``) before an action takes effect;
+        False if it exists (the same action asked again: the caller goes on, idempotently)."""
+
+    def get_ops_log(self, entry_id: str) -> Mapping[str, Any] | None: ...
+
+    def finish_ops_log(self, entry_id: str, fields: Mapping[str, Any]) -> None:
+        """Merge the action's outcome into its ``ops_log`` entry."""
+
+    def events_since(self, since: float, limit: int) -> list[dict]:
+        """Inbox records received since ``since`` (unix seconds): ``status``, ``type``, ``receivedAt``."""
+
+    def credits_since(self, since: float, types: tuple[str, ...], limit: int) -> list[dict]:
+        """Ledger entries of ``types`` created since ``since``: ``type``, ``amount``, ``createdAt``."""
+
+    def alerts_since(self, since: float, limit: int) -> list[dict]:
+        """Security alerts created since ``since``: ``type``, ``userId``, ``createdAt``."""

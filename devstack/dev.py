@@ -273,6 +273,8 @@ def start_all(env: dict, settings, sup: Supervisor) -> None:
     sup.check()
     sup.add(start_web({**env, "PROMETHEUS_MULTIPROC_DIR": metrics_dir(env, "web")}, port))
     say(f"web        http://127.0.0.1:{port}  <- open http://127.0.0.1:{port}/buy-tokens")
+    say(f"support    http://127.0.0.1:{port}/admin  (an account's access: "
+        "tokenbank support grant EMAIL --operator NAME)")
     say("logs in artifacts/; Ctrl-C stops everything.")
 
 

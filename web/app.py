@@ -6,7 +6,7 @@ from flask import Flask
 from core.services import ingress as webhook_ingress
 from core.bootstrap import bootstrap
 from core.deps import Deps
-from web import api, holds_api, openapi, pages, plans_api, problems, wallet_api, webhooks
+from web import admin, api, holds_api, openapi, pages, plans_api, problems, wallet_api, webhooks
 from web.security import install_headers
 
 
@@ -32,6 +32,7 @@ def create_app(deps: Deps | None = None, queue=None) -> Flask:
     app.register_blueprint(wallet_api.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(pages.bp)
+    app.register_blueprint(admin.bp)  # the support console: every route behind web/admin_guard.py
     install_headers(app, deps.settings)
 
     def page_error(exc):

@@ -245,6 +245,8 @@ class DocumentTx:
                 stamps["updatedAt"] = NOW
                 if before is None and (kind, key) in self._read:  # read, and known not to exist
                     stamps["createdAt"] = NOW
+            elif kind is Alert and before is None:  # as written outside a transaction (the dashboard's 24 h)
+                stamps["createdAt"] = NOW
             if codec is CODECS[Payment] and (before is None or before.get("status") != value.status) and value.status:
                 stamps[f"{value.status}At"] = NOW
             fields = {**doc, **stamps}

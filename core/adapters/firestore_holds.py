@@ -1,7 +1,8 @@
 """Reads of accounts, holds and lots as domain values (the Records port's part for them).
 
 Mixed into FirestoreRecords. Queries name the composite indexes in firestore.indexes.json:
-holds (userId, status), holds (status, expiresAt) and lots (open, expiresAt).
+holds (userId, status), holds (status, expiresAt), lots (open, expiresAt), and for the newest
+first (the support console) holds (userId, placedAt desc) and lots (userId, createdAt desc).
 """
 from __future__ import annotations
 
@@ -34,12 +35,16 @@ class HoldAndLotReads:
                  .where(filter=FieldFilter("status", "==", OPEN)).limit(MAX_OPEN_HOLDS_LISTED))
         return [CODECS[Hold].from_doc(s.id, s.to_dict()) for s in query.stream()]
 
-    def user_holds(self, user_id: str) -> list[Hold]:
+    def user_holds(self, user_id: str, limit: int | None = None) -> list[Hold]:
         query = self.db.collection(CODECS[Hold].collection).where(filter=FieldFilter("userId", "==", user_id))
+        if limit is not None:  # the newest (support's view): index holds (userId, placedAt desc)
+            query = query.order_by("placedAt", direction="DESCENDING").limit(limit)
         return [CODECS[Hold].from_doc(s.id, s.to_dict()) for s in query.stream()]
 
-    def user_lots(self, user_id: str) -> list[Lot]:
+    def user_lots(self, user_id: str, limit: int | None = None) -> list[Lot]:
         query = self.db.collection(CODECS[Lot].collection).where(filter=FieldFilter("userId", "==", user_id))
+        if limit is not None:  # the newest (support's view): index lots (userId, createdAt desc)
+            query = query.order_by("createdAt", direction="DESCENDING").limit(limit)
         return [CODECS[Lot].from_doc(s.id, s.to_dict()) for s in query.stream()]
 
     def due_expiries(self, now: float, limit: int) -> list[str]:

@@ -17,6 +17,7 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from core.adapters.firestore_holds import HoldAndLotReads
+from core.adapters.firestore_support import SupportReads
 from core.domain.records import Alert
 from core.store import InvalidCursor
 
@@ -78,7 +79,7 @@ def cap_reconnect_backoff() -> None:
                 options.append(option)
 
 
-class FirestoreRecords(HoldAndLotReads):
+class FirestoreRecords(HoldAndLotReads, SupportReads):
     def __init__(self, db: firestore.Client):
         self.db = db
 

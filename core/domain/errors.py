@@ -1,10 +1,10 @@
 """Errors that carry a decision: refuse the caller, reject the payment for good, or stop.
 
 Each maps to one answer: InvalidRequest 400, InsufficientFunds 402, KeyConflict 409,
-AccountFrozen 423, UnknownUser 404, UnknownHold 404, HoldConflict 409, HoldExpired 410;
-PurchaseRejected and MalformedEvent are never retried. A ``Refusal`` is a decision about
-one request only: a batch of requests on one account (core/services/account_batch.py)
-answers it to that request and commits the others.
+AccountFrozen 423, UnknownUser 404, UnknownHold 404, HoldConflict 409, HoldExpired 410,
+Unauthorized 401, Forbidden 403; PurchaseRejected and MalformedEvent are never retried. A
+``Refusal`` is a decision about one request only: a batch of requests on one account
+(core/services/account_batch.py) answers it to that request and commits the others.
 """
 from __future__ import annotations
 
@@ -56,6 +56,14 @@ class HoldExpired(Refusal):
 
 class Unauthorized(Exception):
     """The caller did not prove who it is (401), with a short reason."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Forbidden(Exception):
+    """The caller proved who it is but may not do this (403), with a short reason."""
 
     def __init__(self, reason: str):
         super().__init__(reason)

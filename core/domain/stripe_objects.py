@@ -91,3 +91,16 @@ def user_problem(user_id: object) -> tuple[str, str] | None:
     if not is_valid_doc_id(user_id):
         return "invalid_user", "metadata.userId is not a valid document id"
     return None
+
+
+def named_user(obj: Mapping[str, Any]) -> str | None:
+    """The tokenbank user an event's object names, for finding the event by user — not a
+    decision about money (the handlers validate who is credited): a Checkout Session's
+    ``client_reference_id``, else ``metadata.userId`` of the object, else an invoice's
+    subscription metadata. None when none is a valid id."""
+    sub_metadata = invoice_subscription(obj)[1] if obj.get("object") == "invoice" else {}
+    for candidate in (obj.get("client_reference_id"), mapping(obj.get("metadata")).get("userId"),
+                      sub_metadata.get("userId")):
+        if isinstance(candidate, str) and is_valid_doc_id(candidate):
+            return candidate
+    return None

@@ -14,7 +14,8 @@ from core.domain.ids import is_valid_doc_id
 MAX_TOKEN_CHARS = 8192
 
 
-def user_from_authorization(verify: Callable[[str], str], header: str | None) -> str:
+def bearer_token(header: str | None) -> str:
+    """The token of an ``Authorization: Bearer <Firebase ID token>`` header."""
     if not header:
         raise Unauthorized("missing bearer token")
     scheme, _, token = header.strip().partition(" ")
@@ -23,7 +24,11 @@ def user_from_authorization(verify: Callable[[str], str], header: str | None) ->
         raise Unauthorized("malformed Authorization header; expected 'Bearer <Firebase ID token>'")
     if len(token) > MAX_TOKEN_CHARS:
         raise Unauthorized("token too long")
-    uid = verify(token)
+    return token
+
+
+def user_from_authorization(verify: Callable[[str], str], header: str | None) -> str:
+    uid = verify(bearer_token(header))
     if not is_valid_doc_id(uid):
         raise Unauthorized("token subject is not a valid user id")
     return uid

@@ -12,6 +12,9 @@ import logging
 
 from core import alerts, metrics, redis_keys
 from core.deps import Deps
+from core.domain.errors import MalformedEvent
+from core.domain.stripe_events import parse_event
+from core.domain.stripe_objects import named_user
 
 log = logging.getLogger("tokenbank.dead_letters")
 
@@ -20,10 +23,13 @@ def dead_letter_event(deps: Deps, event_id: str, event_type: str, payload: str, 
                       signature: str | None = None) -> str:
     text = f"{type(error).__name__}: {error}"[:2000]
     context = {"event_id": event_id, "event_type": event_type, "error": text, "attempts": attempts}
+    fields = {"type": event_type, "status": "dead_lettered", "error": text, "attempts": attempts, "payload": payload,
+              "signature": signature}
+    user_id = _named_user(payload)
+    if user_id:  # support finds a user's dead letters by it (inbox records older than ``userId`` lack it)
+        fields["userId"] = user_id
     try:
-        deps.store.record_event(event_id, {"type": event_type, "status": "dead_lettered", "error": text,
-                                           "attempts": attempts, "payload": payload, "signature": signature},
-                                alert=alerts.dead_lettered(event_id, event_type, text))
+        deps.store.record_event(event_id, fields, alert=alerts.dead_lettered(event_id, event_type, text, user_id))
         metrics.DEAD_LETTERS.labels("firestore").inc()
         log.error("event dead-lettered", extra=context)
         return "firestore"
@@ -32,3 +38,10 @@ def dead_letter_event(deps: Deps, event_id: str, event_type: str, payload: str, 
     deps.redis.lpush(redis_keys.DEAD_LETTER_SPOOL, json.dumps({**context, "payload": payload, "signature": signature}))
     metrics.DEAD_LETTERS.labels("redis").inc()
     return "redis"
+
+
+def _named_user(payload: str) -> str | None:
+    try:
+        return named_user(parse_event(payload).object)
+    except MalformedEvent:
+        return None

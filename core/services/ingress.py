@@ -3,9 +3,9 @@
 The web tier calls ``receive`` with the raw body and the ``Stripe-Signature`` header.
 A refused delivery raises WebhookRefused (4xx; nothing stored or enqueued). A verified event
 is first written to the inbox (``stripe_events/{id}``: status ``received`` with its payload
-and signature, or ``ignored`` for a type tokenbank does not act on) in one Firestore write;
-only if that write fails does the caller answer 503 (EnqueueFailed), so Stripe delivers
-again. Then the job is enqueued; if the broker refuses, the answer is still 200, because
+and signature, or ``ignored`` for a type tokenbank does not act on; ``userId`` when the
+object names one) in one Firestore write; only if that write fails does the caller answer
+503 (EnqueueFailed), so Stripe delivers again. Then the job is enqueued; if the broker refuses, the answer is still 200, because
 the inbox holds the event and the sweeper (core/services/inbox.py) enqueues it. A
 redelivery of a known event only counts the delivery.
 """
@@ -22,6 +22,7 @@ from core.errors import EnqueueFailed, WebhookRefused
 from core.domain.errors import MalformedEvent
 from core.domain.records import IGNORED, RECEIVED
 from core.domain.stripe_events import parse_event
+from core.domain.stripe_objects import named_user
 from core.handlers.registry import is_handled
 
 log = logging.getLogger("tokenbank.webhook")
@@ -68,6 +69,9 @@ def _receive(deps: Deps, queue: EventQueue, body: bytes, header: str | None) -> 
               "eventCreated": event.created or None}
     if handled:
         fields.update(payload=payload, signature=header)
+    user_id = named_user(event.object)
+    if user_id:  # support finds a user's events by it, dead letters included (the handler may correct it)
+        fields["userId"] = user_id
     try:
         new = deps.store.receive_event(event_id, fields)
     except Exception as exc:

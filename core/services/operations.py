@@ -15,6 +15,7 @@ from typing import Any, Callable
 from core import redis_keys
 from core.services.migrate_lots import migrate_account, migrate_all
 from core.services import accounts
+from core.services.support_access import find_user
 from core.services.audit import audit as audit_ledger
 from core.domain.errors import InsufficientFunds, InvalidRequest, KeyConflict, UnknownUser
 from core.domain.ids import is_valid_doc_id
@@ -69,8 +70,10 @@ def replay_dead_letters(deps, queue, event_id: str | None = None, all_failed: bo
     for event in events:
         if not event.get("payload"):
             return Verdict({"id": event["id"], "error": "no stored payload: not a dead-lettered event"}, ok=False)
+        # Back to ``received`` first: a worker that takes the job at once must not find the event
+        # finished (it would skip it as a duplicate); if the broker refuses, the sweep enqueues it.
+        deps.store.record_event(event["id"], {"status": "received", "replayedAt": deps.clock()})
         queue.enqueue_event(event["id"], event.get("type", ""), event["payload"], event.get("signature") or "")
-        deps.store.record_event(event["id"], {"status": "received", "replayedAt": deps.clock()})  # swept if lost
         replayed += 1
     return Verdict({"replayed": replayed}, ok=True)
 
@@ -103,13 +106,18 @@ def rate_limit(deps, user_id: str) -> dict:
     return {"userId": user_id, "paidPurchases": paid, "openCheckouts": open_checkouts}
 
 
+def clear_rate_limit(deps, user_id: str) -> dict[str, list]:
+    """Clear a user's purchase windows and return what they held; the caller logs it."""
+    state = _windows(deps, user_id)
+    deps.redis.delete(*state)
+    return {k: [m for m, _ in v] for k, v in state.items()}
+
+
 def reset_rate_limit(deps, user_id: str, operator: str) -> dict:
     """Clear a user's purchase windows; the ops_log keeps who did it and what was there. The ledger is untouched."""
     operator = _operator(operator)
-    state = _windows(deps, user_id)
-    deps.redis.delete(*state)
-    deps.store.add_ops_log({"action": "ratelimit_reset", "userId": user_id, "operator": operator,
-                            "before": {k: [m for m, _ in v] for k, v in state.items()}})
+    before = clear_rate_limit(deps, user_id)
+    deps.store.add_ops_log({"action": "ratelimit_reset", "userId": user_id, "operator": operator, "before": before})
     return {"reset": user_id, "ledger_untouched": True}
 
 
@@ -136,6 +144,19 @@ def migrate_lots(deps, user_id: str | None, operator: str) -> dict:
     done = migrate_account(deps, user_id) if user_id else migrate_all(deps)
     deps.store.add_ops_log({"action": "migrate_lots", "userId": user_id, "operator": operator, "result": done})
     return done
+
+
+def support_access(deps, who: str, grant: bool, operator: str) -> dict:
+    """Give (or take) the support console to an account, by email or uid: the ``admin`` custom
+    claim on its Firebase Auth account, checked on the console's every request. Logged."""
+    operator = _operator(operator)
+    uid = find_user(deps, who)
+    if deps.identity.person(uid) is None:
+        raise UnknownUser(f"{who} has no Firebase Auth account to sign in with")
+    person = deps.identity.set_admin_claim(uid, grant)
+    deps.store.add_ops_log({"action": "support_access_granted" if grant else "support_access_revoked",
+                            "userId": uid, "operator": operator})
+    return {"uid": uid, "email": person.email, "admin": person.claims.get("admin") is True}
 
 
 # --- checks ----------------------------------------------------------------------------------

@@ -30,11 +30,13 @@ class FakeLotReads:
     def open_holds(self, user_id: str) -> list:
         return self._values(Hold, userId=user_id, status=OPEN)
 
-    def user_holds(self, user_id: str) -> list:
-        return self._values(Hold, userId=user_id)
+    def user_holds(self, user_id: str, limit: int | None = None) -> list:
+        holds = self._values(Hold, userId=user_id)
+        return holds if limit is None else sorted(holds, key=lambda h: h.created_at, reverse=True)[:limit]
 
-    def user_lots(self, user_id: str) -> list:
-        return self._values(Lot, userId=user_id)
+    def user_lots(self, user_id: str, limit: int | None = None) -> list:
+        lots = self._values(Lot, userId=user_id)
+        return lots if limit is None else sorted(lots, key=lambda lot: lot.created_at, reverse=True)[:limit]
 
     def due_expiries(self, now: float, limit: int) -> list[str]:
         due = [h.user_id for h in self._values(Hold, status=OPEN) if h.expires_at <= now]

@@ -27,6 +27,7 @@ from core.adapters.stripe_signature import verify_signature
 from core.services.account_batch import AccountBatcher
 from core.domain.records import Alert
 from tests.unit.fake_lot_reads import FakeLotReads
+from tests.unit.fake_support import FakeIdentity, FakeSupportReads
 
 FIXED_NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 WEBHOOK_SECRET = "whsec_unit_primary"
@@ -94,7 +95,7 @@ class FakeUnitOfWork:
         return result
 
 
-class FakeLedgerStore(FakeLotReads):
+class FakeLedgerStore(FakeLotReads, FakeSupportReads):
     """The Records port and a unit of work over the same dicts (``users``, ``ledger``,
     ``purchases``, ``events``, ``alerts`` are the collections). ``fail[method] = exc`` makes a
     Records method raise ``exc``; ``uow.fail.append(exc)`` makes the next unit of work raise."""
@@ -129,7 +130,8 @@ class FakeLedgerStore(FakeLotReads):
     def _write_alert(self, alert: Alert) -> None:
         check_firestore_doc_id(alert.id)
         self.alert_writes.append(alert.id)
-        self.alerts[alert.id] = {"type": alert.type, "userId": alert.user_id, "details": dict(alert.details)}
+        self.alerts[alert.id] = {"type": alert.type, "userId": alert.user_id, "details": dict(alert.details),
+                                 "createdAt": self.uow.now()}
 
     def receive_event(self, event_id: str, fields: Mapping[str, Any]) -> bool:
         self._maybe_fail("receive_event")
@@ -347,7 +349,7 @@ def fake_redis() -> fakeredis.FakeRedis:
 
 
 def make_deps(store: FakeLedgerStore | None = None, redis=None, clock: Callable[[], float] | None = None,
-              payments: FakePayments | None = None, **env: str) -> Deps:
+              payments: FakePayments | None = None, identity: FakeIdentity | None = None, **env: str) -> Deps:
     settings = load_settings({"TOKENBANK_ENV": "test",
                               "STRIPE_WEBHOOK_SECRET": f"{OLD_WEBHOOK_SECRET},{WEBHOOK_SECRET}", **env})
     store = store if store is not None else FakeLedgerStore()
@@ -356,7 +358,7 @@ def make_deps(store: FakeLedgerStore | None = None, redis=None, clock: Callable[
     return Deps(settings=settings, store=store, redis=redis,
                 catalog=load_catalog(), clock=clock or (lambda: FIXED_NOW), uow=store.uow, payments=payments or FakePayments(), gate=limits, lock=limits,
                 batch=AccountBatcher(store.uow, limits),  # the same lock as a lone unit of work
-                verify_webhook=verify_signature)
+                identity=identity if identity is not None else FakeIdentity(), verify_webhook=verify_signature)
 
 
 # -- Stripe-shaped data ---------------------------------------------------------------

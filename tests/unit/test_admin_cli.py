@@ -13,7 +13,8 @@ from admin.cli import main, parser, run
 from tests.unit.fakes import FakeLedgerStore, FakeQueue, make_deps
 
 CHANGES = [["grant", "u1", "5", "--reason", "x"], ["adjust", "u1", "-5", "--reason", "x"], ["ratelimit", "reset", "u1"],
-           ["lots", "migrate"], ["lots", "migrate", "--user", "u1"]]
+           ["lots", "migrate"], ["lots", "migrate", "--user", "u1"], ["support", "grant", "a@example.com"],
+           ["support", "revoke", "u1"]]
 
 
 class OpsStore(FakeLedgerStore):
@@ -91,6 +92,21 @@ def test_replay_refuses_an_event_without_a_payload_and_replays_dead_letters(ops_
     assert ops_deps.store.events["evt_1"]["status"] == "received"  # the sweeper covers a lost replay job
 
 
+def test_a_replayed_event_is_received_again_before_a_worker_can_take_it(ops_deps):
+    """A worker skips an event whose record says it is finished; a fast one takes the job the moment
+    it is published, so the record must say ``received`` first (else the replay is a silent no-op)."""
+    seen = []
+
+    class Watching(FakeQueue):
+        def enqueue_event(self, event_id, event_type, payload, signature):
+            seen.append(ops_deps.store.events[event_id]["status"])
+            super().enqueue_event(event_id, event_type, payload, signature)
+
+    ops_deps.store.events["evt_1"] = {"type": "checkout.session.completed", "status": "dead_lettered", "payload": "{}"}
+    assert cli(ops_deps, Watching(), "events", "replay", "evt_1") == (0, {"replayed": 1})
+    assert seen == ["received"]
+
+
 def test_spooled_dead_letters_are_listed_and_drained(ops_deps):
     from core import redis_keys
 
@@ -115,3 +131,25 @@ def test_lots_migrate_gives_an_old_account_its_lots_once_and_logs_the_operator(o
         0, {"accounts": 1, "lotsCreated": 0, "tokensAssigned": 0})
     assert store.docs["lots"]["grant_a"]["remaining"] == 30
     assert [(e["action"], e["operator"]) for e in store.ops_log] == [("migrate_lots", "alice")] * 2
+
+
+def test_support_access_is_granted_and_revoked_by_email_and_logged(ops_deps):
+    ops_deps.identity.add("u9", "ops@example.com", claims={"tier": "gold"})
+    assert cli(ops_deps, FakeQueue(), "support", "grant", "OPS@example.com", "--operator", "carol") == (
+        0, {"uid": "u9", "email": "ops@example.com", "admin": True})
+    assert ops_deps.identity.people["u9"].claims == {"tier": "gold", "admin": True}  # other claims kept
+    assert cli(ops_deps, FakeQueue(), "support", "revoke", "u9", "--operator", "carol")[1]["admin"] is False
+    assert ops_deps.identity.people["u9"].claims == {"tier": "gold"}
+    assert [(e["action"], e["operator"], e["userId"]) for e in ops_deps.store.ops_log] == [
+        ("support_access_granted", "carol", "u9"), ("support_access_revoked", "carol", "u9")]
+
+
+def test_support_access_needs_an_auth_account_and_an_operator(ops_deps, capsys):
+    with pytest.raises(SystemExit):
+        main(["support", "grant", "someone@example.com"])
+    assert "--operator" in capsys.readouterr().err
+    from core.domain.errors import UnknownUser
+
+    with pytest.raises(UnknownUser):
+        cli(ops_deps, FakeQueue(), "support", "grant", "nobody@example.com", "--operator", "carol")
+    assert ops_deps.store.ops_log == []
