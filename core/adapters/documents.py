@@ -18,6 +18,7 @@ from core.domain.dispute import Dispute
 from core.domain.holds import Hold
 from core.domain.ledger import Entry
 from core.domain.lots import Lot
+from core.domain.outbox import AccountEvent
 from core.domain.payment import PACKAGE, Payment, PaymentLink
 from core.domain.records import Alert, EventRecord
 
@@ -39,7 +40,7 @@ def _int(doc: Mapping[str, Any], name: str) -> int:
 _LOT_FIELDS = (("source", "source"), ("amount", "amount"), ("remaining", "remaining"), ("createdAt", "created_at"),
                ("expiresAt", "expires_at"), ("costCents", "cost_cents"), ("currency", "currency"),
                ("paymentId", "payment_id"), ("planId", "plan_id"), ("rolloverCap", "rollover_cap"),
-               ("rolledOver", "rolled_over"), ("expired", "expired"), ("migrated", "migrated"),
+               ("rolledOver", "rolled_over"), ("expired", "expired"), ("expiringNotified", "expiring_notified"), ("migrated", "migrated"),
                ("migratedConsumed", "migrated_consumed"))
 
 
@@ -56,7 +57,7 @@ def _account_doc(a: Account) -> dict:
     doc = {"tokenBalance": a.balance, "totalTokensPurchased": a.purchased, "totalTokensEarned": a.earned,
            "totalTokensSpent": a.spent, "totalTokensExpired": a.expired, "debt": a.debt,
            "frozenBy": dict(a.frozen_by), "lots": {k: _lot_doc(v) for k, v in a.lots.items()},
-           "holds": {k: dict(v) for k, v in a.holds.items()}}
+           "holds": {k: dict(v) for k, v in a.holds.items()}, "eventSeq": a.seq}
     if a.subscription is not None:
         doc["subscription"] = dict(a.subscription)
     return doc
@@ -67,7 +68,17 @@ def _account(key: str, doc: Mapping[str, Any]) -> Account:
                    _int(doc, "totalTokensSpent"), dict(doc.get("frozenBy") or {}), doc.get("subscription"), True,
                    _int(doc, "totalTokensExpired"),
                    {k: _lot(k, v) for k, v in (doc.get("lots") or {}).items()},
-                   {k: dict(v) for k, v in (doc.get("holds") or {}).items()})
+                   {k: dict(v) for k, v in (doc.get("holds") or {}).items()}, seq=_int(doc, "eventSeq"))
+
+
+def _event_out_doc(e: AccountEvent) -> dict:
+    return {"userId": e.user_id, "seq": e.seq, "type": e.type, "data": dict(e.data), "emittedAt": e.created_at,
+            "dispatched": False}
+
+
+def _event_out(key: str, doc: Mapping[str, Any]) -> AccountEvent:
+    return AccountEvent(key, doc.get("userId") or "", _int(doc, "seq"), doc.get("type") or "",
+                        dict(doc.get("data") or {}), float(doc.get("emittedAt") or 0))
 
 
 _HOLD_FIELDS = (("amount", "amount"), ("expiresAt", "expires_at"), ("placedAt", "created_at"),
@@ -163,7 +174,8 @@ def _alert(key: str, doc: Mapping[str, Any]) -> Alert:
 
 
 CODECS: dict[type, Codec] = {
-    Account: Codec("users", _account_doc, _account, lambda a: list(a.changed_lots.values())),
+    Account: Codec("users", _account_doc, _account, lambda a: [*a.changed_lots.values(), *a.events]),
+    AccountEvent: Codec("outbox", _event_out_doc, _event_out),
     Lot: Codec("lots", _lot_doc, _lot),
     Hold: Codec("holds", _hold_doc, _hold),
     Entry: Codec("transactions", _entry_doc, _entry),

@@ -32,7 +32,7 @@ def expire_account(deps, user_id: str) -> dict:
         due = account.expired_holds(now)
         holds = tx.get_all(*[(Hold, hold_id) for hold_id in due]) if due else []
         for hold_id, hold in zip(due, holds):
-            account = account.drop_hold(hold_id)
+            account = account.drop_hold(hold_id, now, "expired")
             if hold is not None and hold.status == OPEN:
                 tx.put(hold.expire(now))
         account, entries = account.expire(now)
