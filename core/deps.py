@@ -7,7 +7,8 @@ from typing import Any, Callable
 
 from core.config import Settings
 from core.domain.catalog import Catalog
-from core.ports import AccountBatch, Payments, PurchaseGate, UnitOfWork, UserLock
+from core.outbox_kick import OutboxKick
+from core.ports import AccountBatch, EndpointLock, Payments, PurchaseGate, UnitOfWork, UserLock, WebhookSender
 from core.store import Records
 
 
@@ -27,3 +28,6 @@ class Deps:
     batch: AccountBatch | None = None  # concurrent works on one account, one transaction per batch
     # Stripe-Signature check: (payload, header, secrets, tolerance seconds or None) -> None, raises WebhookRefused
     verify_webhook: Callable[[str, str | None, tuple[str, ...], int | None], None] | None = None
+    sender: WebhookSender | None = None  # outgoing webhooks, signed (Standard Webhooks)
+    endpoint_lock: EndpointLock | None = None  # one delivery run per endpoint (Redis)
+    outbox_kick: OutboxKick = field(default_factory=OutboxKick)  # told after commits that wrote events

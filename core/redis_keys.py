@@ -46,3 +46,13 @@ def windows_known(user_id: str) -> str:
     """Present while the user's velocity and reservation windows are complete in Redis; gone
     after Redis lost its data, so the windows are rebuilt from Firestore first."""
     return f"{PREFIX}windows:known:{{{user_id}}}"
+
+
+def endpoint_lock(endpoint_id: str) -> str:
+    """Held by the one run delivering this webhook endpoint's queue."""
+    return f"{PREFIX}lock:endpoint:{endpoint_id}"
+
+
+def endpoint_kicked(endpoint_id: str) -> str:
+    """A run of this endpoint was asked for while another held its lock."""
+    return f"{PREFIX}kick:endpoint:{endpoint_id}"

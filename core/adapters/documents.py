@@ -18,7 +18,10 @@ from core.domain.dispute import Dispute
 from core.domain.holds import Hold
 from core.domain.ledger import Entry
 from core.domain.lots import Lot
-from core.domain.outbox import AccountEvent
+from core.adapters import outbox_documents as outbox
+from core.domain.deliveries import Delivery
+from core.domain.outbox import AccountEvent, OutboxCursor
+from core.domain.webhook_endpoints import Endpoint
 from core.domain.payment import PACKAGE, Payment, PaymentLink
 from core.domain.records import Alert, EventRecord
 
@@ -40,8 +43,8 @@ def _int(doc: Mapping[str, Any], name: str) -> int:
 _LOT_FIELDS = (("source", "source"), ("amount", "amount"), ("remaining", "remaining"), ("createdAt", "created_at"),
                ("expiresAt", "expires_at"), ("costCents", "cost_cents"), ("currency", "currency"),
                ("paymentId", "payment_id"), ("planId", "plan_id"), ("rolloverCap", "rollover_cap"),
-               ("rolledOver", "rolled_over"), ("expired", "expired"), ("expiringNotified", "expiring_notified"), ("migrated", "migrated"),
-               ("migratedConsumed", "migrated_consumed"))
+               ("rolledOver", "rolled_over"), ("expired", "expired"), ("expiringNotified", "expiring_notified"),
+               ("migrated", "migrated"), ("migratedConsumed", "migrated_consumed"))
 
 
 def _lot_doc(lot: Lot) -> dict:
@@ -69,16 +72,6 @@ def _account(key: str, doc: Mapping[str, Any]) -> Account:
                    _int(doc, "totalTokensExpired"),
                    {k: _lot(k, v) for k, v in (doc.get("lots") or {}).items()},
                    {k: dict(v) for k, v in (doc.get("holds") or {}).items()}, seq=_int(doc, "eventSeq"))
-
-
-def _event_out_doc(e: AccountEvent) -> dict:
-    return {"userId": e.user_id, "seq": e.seq, "type": e.type, "data": dict(e.data), "emittedAt": e.created_at,
-            "dispatched": False}
-
-
-def _event_out(key: str, doc: Mapping[str, Any]) -> AccountEvent:
-    return AccountEvent(key, doc.get("userId") or "", _int(doc, "seq"), doc.get("type") or "",
-                        dict(doc.get("data") or {}), float(doc.get("emittedAt") or 0))
 
 
 _HOLD_FIELDS = (("amount", "amount"), ("expiresAt", "expires_at"), ("placedAt", "created_at"),
@@ -175,7 +168,10 @@ def _alert(key: str, doc: Mapping[str, Any]) -> Alert:
 
 CODECS: dict[type, Codec] = {
     Account: Codec("users", _account_doc, _account, lambda a: [*a.changed_lots.values(), *a.events]),
-    AccountEvent: Codec("outbox", _event_out_doc, _event_out),
+    AccountEvent: Codec("outbox", outbox.event_doc, outbox.event),
+    OutboxCursor: Codec("outbox_cursors", outbox.cursor_doc, outbox.cursor),
+    Delivery: Codec("deliveries", outbox.delivery_doc, outbox.delivery),
+    Endpoint: Codec("webhook_endpoints", outbox.endpoint_doc, outbox.endpoint),
     Lot: Codec("lots", _lot_doc, _lot),
     Hold: Codec("holds", _hold_doc, _hold),
     Entry: Codec("transactions", _entry_doc, _entry),
@@ -186,7 +182,8 @@ CODECS: dict[type, Codec] = {
     Alert: Codec("security_alerts", _alert_doc, _alert),
 }
 # Documents whose creation time and last change the store stamps (entries: createdAt only).
-_UPDATED = {"users", "purchases", "payment_intents", "disputes", "stripe_events", "lots", "holds"}
+_UPDATED = {"users", "purchases", "payment_intents", "disputes", "stripe_events", "lots", "holds", "deliveries",
+            "webhook_endpoints"}
 
 
 class DocumentBackend(Protocol):
@@ -238,6 +235,10 @@ class DocumentTx:
         if item in self._adds:
             raise ValueError(f"{value.key} added twice in one unit of work")
         self._adds[item] = value
+
+    def emitted(self) -> list[str]:
+        """The accounts whose new outgoing events this unit of work writes (their fan-out is kicked after commit)."""
+        return sorted({v.user_id for (kind, _), v in self._puts.items() if kind is AccountEvent and not v.dispatched})
 
     def flush(self) -> None:
         for (kind, key), value in self._adds.items():

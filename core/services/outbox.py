@@ -1,0 +1,119 @@
+"""The fan-out: each account's outgoing events become deliveries, in order, once.
+
+For one account, in one transaction: from the account's cursor (the last seq already fanned out)
+take the next events in seq order, queue one delivery per message for every enabled endpoint
+subscribed to it (core/domain/outbox.py ``messages_for``: the event, then the balance.low and
+balance.depleted it implies for that endpoint's threshold), mark the events dispatched and move
+the cursor. Guarantees:
+- idempotent: a delivery's id is its endpoint's and its message's, created in the transaction
+  that marks its event dispatched, so a second fan-out (a kick and the sweep at once, a retry)
+  finds the events dispatched and queues nothing; two at once contend and one runs again;
+- ordered: an account's events are fanned out in seq order, never past a gap (an event not yet
+  visible stops the run), and its deliveries are queued in that order (an endpoint's queue is
+  read by commit time, then position);
+- nothing lost: an event is committed with its change (the outbox), and the sweep (beat, every
+  ``OUTBOX_SWEEP_EVERY_SECONDS``) fans out every account with undispatched events older than a
+  few seconds, whatever happened to the kick that followed the commit (core/outbox_kick.py).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, replace
+
+from core import metrics
+from core.domain.deliveries import new_delivery
+from core.domain.outbox import AccountEvent, OutboxCursor, event_id, messages_for
+
+log = logging.getLogger("tokenbank.outbox")
+EVENTS_PER_RUN = 100  # events one transaction reads at most
+MAX_WRITES = 400  # Firestore allows 500 writes per transaction
+SWEEP_GRACE_SECONDS = 2.0  # events younger than this are left to their kick
+SWEEP_ACCOUNTS = 200
+SWEEP_BUDGET_SECONDS = 20.0
+
+
+class SweepFailed(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class FannedOut:
+    events: int = 0
+    deliveries: int = 0
+    endpoints: frozenset[str] = frozenset()
+
+
+def _fan_out_run(tx, user_id: str, seqs: list[int], endpoints: list, now: float) -> FannedOut:
+    cursor = tx.get(OutboxCursor, user_id) or OutboxCursor(user_id)
+    wanted = list(range(cursor.dispatched_seq + 1, max(seqs) + 1))[:EVENTS_PER_RUN]
+    if not wanted:
+        return FannedOut()
+    events = tx.get_all(*[(AccountEvent, event_id(user_id, seq)) for seq in wanted])
+    writes, done, queued, hit = 1, 0, 0, set()
+    for event in events:
+        if event is None:  # not visible yet: stop before the gap, so the order holds
+            break
+        deliveries = [] if event.dispatched else [
+            new_delivery(endpoint.id, message, now) for endpoint in endpoints
+            for message in messages_for(event, set(endpoint.events), endpoint.low_threshold)]
+        if done and writes + len(deliveries) + 1 > MAX_WRITES:
+            break
+        for delivery in deliveries:
+            tx.add(delivery)
+            hit.add(delivery.endpoint_id)
+        if not event.dispatched:
+            tx.put(replace(event, dispatched=True))
+        writes, done, queued = writes + len(deliveries) + 1, done + 1, queued + len(deliveries)
+    if done:
+        tx.put(replace(cursor, dispatched_seq=cursor.dispatched_seq + done))
+    return FannedOut(done, queued, frozenset(hit))
+
+
+def fan_out_account(deps, queue, user_id: str, kick: bool = True) -> dict:
+    """Queue every undispatched event of ``user_id``; with ``kick``, ask for each endpoint's delivery."""
+    endpoints = [e for e in deps.store.list_endpoints() if e.enabled]
+    events = deliveries = 0
+    hit: set[str] = set()
+    while seqs := deps.store.undispatched_seqs(user_id, EVENTS_PER_RUN):
+        now = deps.clock()
+        run = deps.uow.run(lambda tx: _fan_out_run(tx, user_id, seqs, endpoints, now))
+        events, deliveries, hit = events + run.events, deliveries + run.deliveries, hit | run.endpoints
+        if run.events == 0:  # an earlier event not visible yet: the next kick or sweep goes on
+            break
+    if deliveries:
+        metrics.OUTBOX_QUEUED.inc(deliveries)
+        log.info("outbox fanned out", extra={"user_id": user_id, "events": events, "deliveries": deliveries})
+    if kick:
+        for endpoint_id in sorted(hit):
+            queue.request_delivery(endpoint_id)
+    return {"events": events, "deliveries": deliveries, "endpoints": sorted(hit)}
+
+
+def sweep(deps, queue, budget_seconds: float = SWEEP_BUDGET_SECONDS) -> dict:
+    """Fan out what no kick did, then ask every enabled endpoint not waiting out a retry for a run."""
+    now = deps.clock()
+    deadline = time.monotonic() + budget_seconds
+    users = deps.store.undispatched_users(now - SWEEP_GRACE_SECONDS, SWEEP_ACCOUNTS)
+    totals = {"accounts": 0, "events": 0, "deliveries": 0, "failed": 0, "endpointsKicked": 0}
+    for user_id in users:
+        if time.monotonic() > deadline:
+            break  # the next sweep goes on
+        try:
+            done = fan_out_account(deps, queue, user_id, kick=False)
+        except Exception:
+            log.exception("fan-out failed", extra={"user_id": user_id})
+            totals["failed"] += 1
+            continue
+        totals["accounts"] += 1
+        totals["events"] += done["events"]
+        totals["deliveries"] += done["deliveries"]
+    for endpoint in deps.store.list_endpoints():
+        if endpoint.enabled and (endpoint.retry_at is None or endpoint.retry_at <= deps.clock()):
+            queue.request_delivery(endpoint.id)
+            totals["endpointsKicked"] += 1
+    if totals["events"] or totals["failed"]:
+        log.info("outbox sweep", extra=totals)
+    if totals["failed"]:
+        raise SweepFailed(f"{totals['failed']} of {len(users)} accounts failed; the next sweep retries them")
+    return totals
