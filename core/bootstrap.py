@@ -80,9 +80,9 @@ def process_settings() -> Settings:
 
 
 def bootstrap(settings: Settings | None = None, *, configure_logs: bool = True) -> Deps:
-    from core.adapters.endpoint_lock import RedisEndpointLock
     from core.adapters.firestore_records import FirestoreRecords, bound_call_deadlines, cap_reconnect_backoff
     from core.adapters.firestore_uow import FirestoreUnitOfWork
+    from core.adapters.run_lock import RedisRunLock
     from core.adapters.redis_limits import RedisLimits
     from core.adapters.stripe_payments import StripePayments
     from core.adapters.stripe_signature import verify_signature
@@ -116,6 +116,6 @@ def bootstrap(settings: Settings | None = None, *, configure_logs: bool = True) 
         batch=AccountBatcher(uow, limits, on_batch=metrics.account_batch),
         verify_webhook=verify_signature,
         sender=StandardWebhookSender(),
-        endpoint_lock=RedisEndpointLock(redis, settings.task_time_limit_seconds * 1000),
+        run_lock=RedisRunLock(redis, settings.task_time_limit_seconds * 1000),
         outbox_kick=kick,
     )

@@ -8,7 +8,7 @@ from typing import Any, Callable
 from core.config import Settings
 from core.domain.catalog import Catalog
 from core.outbox_kick import OutboxKick
-from core.ports import AccountBatch, EndpointLock, Payments, PurchaseGate, UnitOfWork, UserLock, WebhookSender
+from core.ports import AccountBatch, Payments, PurchaseGate, RunLock, UnitOfWork, UserLock, WebhookSender
 from core.store import Records
 
 
@@ -29,5 +29,5 @@ class Deps:
     # Stripe-Signature check: (payload, header, secrets, tolerance seconds or None) -> None, raises WebhookRefused
     verify_webhook: Callable[[str, str | None, tuple[str, ...], int | None], None] | None = None
     sender: WebhookSender | None = None  # outgoing webhooks, signed (Standard Webhooks)
-    endpoint_lock: EndpointLock | None = None  # one delivery run per endpoint (Redis)
+    run_lock: RunLock | None = None  # one delivery run per endpoint, one fan-out per account (Redis)
     outbox_kick: OutboxKick = field(default_factory=OutboxKick)  # told after commits that wrote events

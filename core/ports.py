@@ -80,18 +80,18 @@ class WebhookSender(Protocol):
         webhook-signature per secret, space-separated). Never raises for what the receiver did."""
 
 
-class EndpointLock(Protocol):
-    """One delivery run per endpoint at a time (Redis), so its messages go out in order."""
+class RunLock(Protocol):
+    """One run at a time per key (Redis): an endpoint's deliveries, an account's fan-out."""
 
-    def acquire(self, endpoint_id: str) -> str | None:
-        """A token if this caller now holds the endpoint's lock, None if someone else does."""
+    def acquire(self, key: str) -> str | None:
+        """A token if this caller now holds the key's lock, None if someone else does (no wait)."""
 
-    def release(self, endpoint_id: str, token: str) -> None: ...
+    def release(self, key: str, token: str) -> None: ...
 
-    def note_kick(self, endpoint_id: str) -> None:
+    def note_kick(self, key: str) -> None:
         """A run was asked for while one held the lock: the holder looks again before it stops."""
 
-    def take_kick(self, endpoint_id: str) -> bool: ...
+    def take_kick(self, key: str) -> bool: ...
 
 
 class GateDecision(Protocol):

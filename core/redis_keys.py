@@ -48,11 +48,11 @@ def windows_known(user_id: str) -> str:
     return f"{PREFIX}windows:known:{{{user_id}}}"
 
 
-def endpoint_lock(endpoint_id: str) -> str:
-    """Held by the one run delivering this webhook endpoint's queue."""
-    return f"{PREFIX}lock:endpoint:{endpoint_id}"
+def run_lock(key: str) -> str:
+    """Held by the one run of this key (``endpoint:{id}``: its deliveries; ``fanout:{uid}``: an account's fan-out)."""
+    return f"{PREFIX}lock:run:{key}"
 
 
-def endpoint_kicked(endpoint_id: str) -> str:
-    """A run of this endpoint was asked for while another held its lock."""
-    return f"{PREFIX}kick:endpoint:{endpoint_id}"
+def run_kicked(key: str) -> str:
+    """A run of this key was asked for while another held its lock."""
+    return f"{PREFIX}kick:run:{key}"

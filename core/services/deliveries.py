@@ -1,7 +1,7 @@
 """Delivery: an endpoint's queue, sent in order by one run at a time, retried, dead-lettered.
 
 A run (the Celery task ``tokenbank.outbox.deliver``, one endpoint) holds the endpoint's lock
-(core.ports.EndpointLock; a second run asked for meanwhile leaves a mark and returns) and sends
+(core.ports.RunLock; a second run asked for meanwhile leaves a mark and returns) and sends
 the endpoint's pending deliveries oldest first, each signed with the endpoint's valid secrets.
 The outcome of each attempt is one transaction on the delivery (and the endpoint's state):
 - a 2xx delivers it, and the run goes on with the next;
@@ -32,14 +32,15 @@ MAX_COUNTDOWN_SECONDS = 60.0  # a retry further away waits for the sweep (broker
 
 
 def deliver_endpoint(deps, queue, endpoint_id: str) -> dict:
-    token = deps.endpoint_lock.acquire(endpoint_id)
+    key = f"endpoint:{endpoint_id}"
+    token = deps.run_lock.acquire(key)
     if token is None:
-        deps.endpoint_lock.note_kick(endpoint_id)
+        deps.run_lock.note_kick(key)
         return {"status": "busy"}
     try:
         return _run(deps, queue, endpoint_id, time.monotonic() + RUN_SECONDS)
     finally:
-        deps.endpoint_lock.release(endpoint_id, token)
+        deps.run_lock.release(key, token)
 
 
 def _run(deps, queue, endpoint_id: str, deadline: float) -> dict:
@@ -50,7 +51,7 @@ def _run(deps, queue, endpoint_id: str, deadline: float) -> dict:
             return {"status": "disabled", **counts}
         batch = deps.store.pending_deliveries(endpoint_id, BATCH)
         if not batch:
-            if deps.endpoint_lock.take_kick(endpoint_id):
+            if deps.run_lock.take_kick(f"endpoint:{endpoint_id}"):
                 continue  # something was queued while this run held the lock
             return {"status": "idle", **counts}
         for delivery in batch:

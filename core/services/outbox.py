@@ -7,7 +7,8 @@ balance.depleted it implies for that endpoint's threshold), mark the events disp
 the cursor. Guarantees:
 - idempotent: a delivery's id is its endpoint's and its message's, created in the transaction
   that marks its event dispatched, so a second fan-out (a kick and the sweep at once, a retry)
-  finds the events dispatched and queues nothing; two at once contend and one runs again;
+  finds the events dispatched and queues nothing; one fan-out runs per account at a time (a Redis
+  run lock; without it, or if it is lost, two would contend on the cursor and one run again);
 - ordered: an account's events are fanned out in seq order, never past a gap (an event not yet
   visible stops the run), and its deliveries are queued in that order (an endpoint's queue is
   read by commit time, then position);
@@ -44,12 +45,13 @@ class FannedOut:
     endpoints: frozenset[str] = frozenset()
 
 
-def _fan_out_run(tx, user_id: str, seqs: list[int], endpoints: list, now: float) -> FannedOut:
+def _fan_out_run(tx, user_id: str, seqs: list[int], endpoints: list, clock) -> FannedOut:
     cursor = tx.get(OutboxCursor, user_id) or OutboxCursor(user_id)
     wanted = list(range(cursor.dispatched_seq + 1, max(seqs) + 1))[:EVENTS_PER_RUN]
     if not wanted:
         return FannedOut()
     events = tx.get_all(*[(AccountEvent, event_id(user_id, seq)) for seq in wanted])
+    now = clock()  # queued now: a delivery's retry window starts here
     writes, done, queued, hit = 1, 0, 0, set()
     for event in events:
         if event is None:  # not visible yet: stop before the gap, so the order holds
@@ -71,23 +73,41 @@ def _fan_out_run(tx, user_id: str, seqs: list[int], endpoints: list, now: float)
 
 
 def fan_out_account(deps, queue, user_id: str, kick: bool = True) -> dict:
-    """Queue every undispatched event of ``user_id``; with ``kick``, ask for each endpoint's delivery."""
+    """Queue every undispatched event of ``user_id``; with ``kick``, ask for each endpoint's delivery.
+
+    One fan-out per account at a time (``deps.run_lock``): concurrent ones would only contend on
+    the cursor. One asked for meanwhile leaves a mark, and the running one looks again."""
+    key = f"fanout:{user_id}"
+    token = deps.run_lock.acquire(key)
+    if token is None:
+        deps.run_lock.note_kick(key)
+        return {"busy": True, "events": 0, "deliveries": 0, "endpoints": []}
+    try:
+        done = _fan_out(deps, user_id)
+        while deps.run_lock.take_kick(key):
+            more = _fan_out(deps, user_id)
+            done = FannedOut(done.events + more.events, done.deliveries + more.deliveries,
+                             done.endpoints | more.endpoints)
+    finally:
+        deps.run_lock.release(key, token)
+    if done.deliveries:
+        metrics.OUTBOX_QUEUED.inc(done.deliveries)
+        log.info("outbox fanned out", extra={"user_id": user_id, "events": done.events, "deliveries": done.deliveries})
+    if kick:
+        for endpoint_id in sorted(done.endpoints):
+            queue.request_delivery(endpoint_id)
+    return {"events": done.events, "deliveries": done.deliveries, "endpoints": sorted(done.endpoints)}
+
+
+def _fan_out(deps, user_id: str) -> FannedOut:
     endpoints = [e for e in deps.store.list_endpoints() if e.enabled]
-    events = deliveries = 0
-    hit: set[str] = set()
+    total = FannedOut()
     while seqs := deps.store.undispatched_seqs(user_id, EVENTS_PER_RUN):
-        now = deps.clock()
-        run = deps.uow.run(lambda tx: _fan_out_run(tx, user_id, seqs, endpoints, now))
-        events, deliveries, hit = events + run.events, deliveries + run.deliveries, hit | run.endpoints
+        run = deps.uow.run(lambda tx: _fan_out_run(tx, user_id, seqs, endpoints, deps.clock))
+        total = FannedOut(total.events + run.events, total.deliveries + run.deliveries, total.endpoints | run.endpoints)
         if run.events == 0:  # an earlier event not visible yet: the next kick or sweep goes on
             break
-    if deliveries:
-        metrics.OUTBOX_QUEUED.inc(deliveries)
-        log.info("outbox fanned out", extra={"user_id": user_id, "events": events, "deliveries": deliveries})
-    if kick:
-        for endpoint_id in sorted(hit):
-            queue.request_delivery(endpoint_id)
-    return {"events": events, "deliveries": deliveries, "endpoints": sorted(hit)}
+    return total
 
 
 def sweep(deps, queue, budget_seconds: float = SWEEP_BUDGET_SECONDS) -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from core.adapters.endpoint_lock import RedisEndpointLock
+from core.adapters.run_lock import RedisRunLock
 from core.adapters.webhook_sender import Sent, headers
 
 
@@ -68,4 +68,4 @@ class Clock:
 
 def webhook_deps(deps, clock: Clock, sender: FakeSender | None = None):
     return dataclasses.replace(deps, clock=clock, sender=sender or FakeSender(),
-                               endpoint_lock=RedisEndpointLock(deps.redis, 60_000))
+                               run_lock=RedisRunLock(deps.redis, 60_000))

@@ -160,11 +160,11 @@ def test_one_endpoint_failing_never_holds_another(wdeps, sender):
 
 def test_one_run_per_endpoint_a_second_leaves_a_mark_the_first_takes(wdeps, sender):
     ep = queued(wdeps, spends=0)
-    token = wdeps.endpoint_lock.acquire(ep)
+    token = wdeps.run_lock.acquire(f"endpoint:{ep}")
     assert deliveries.deliver_endpoint(wdeps, OutboxQueue(), ep) == {"status": "busy"}
     assert sender.calls == []
-    wdeps.endpoint_lock.release(ep, token)
-    assert wdeps.endpoint_lock.take_kick(ep) is True and wdeps.endpoint_lock.take_kick(ep) is False
+    wdeps.run_lock.release(f"endpoint:{ep}", token)
+    assert wdeps.run_lock.take_kick(f"endpoint:{ep}") is True and wdeps.run_lock.take_kick(f"endpoint:{ep}") is False
 
 
 def test_a_disabled_endpoint_is_not_delivered_and_keeps_its_queue(wdeps, sender):

@@ -211,3 +211,14 @@ def test_the_expiry_job_announces_a_lot_about_to_expire_once_then_expires_it(wde
     clock.advance(2 * 86400)
     expiry.run(wdeps)  # the first lot expires; the second is now within 3 days: announced
     assert kinds()[3:] == ["lot.expired", "lot.expiring"]
+
+
+def test_one_fan_out_per_account_at_a_time_a_second_leaves_a_mark(wdeps):
+    add(wdeps, "https://app.test/a", "tokens.credited")
+    balance.grant(wdeps, "u1", 10, "x", "g1", "service", create_account=True)
+    token = wdeps.run_lock.acquire("fanout:u1")
+    assert outbox.fan_out_account(wdeps, OutboxQueue(), "u1") == {"busy": True, "events": 0, "deliveries": 0,
+                                                                  "endpoints": []}
+    wdeps.run_lock.release("fanout:u1", token)
+    assert wdeps.run_lock.take_kick("fanout:u1")  # the holder would have run again
+    assert outbox.fan_out_account(wdeps, OutboxQueue(), "u1")["events"] == 1
