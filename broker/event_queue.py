@@ -33,9 +33,9 @@ class CeleryEventQueue:
     def request_invoice_fulfilment(self, invoice_id: str, source: str) -> None:
         self.celery.send_task(task_names.FULFIL_INVOICE, args=[invoice_id, source], queue=self.queue)
 
-    def request_fan_out(self, user_id: str) -> None:
-        self.celery.send_task(task_names.OUTBOX_FAN_OUT, args=[user_id], queue=self.queue)
+    def request_fan_out(self, user_id: str, up_to_seq: int | None = None) -> None:
+        self.celery.send_task(task_names.OUTBOX_FAN_OUT, args=[user_id, up_to_seq], queue=self.queue)
 
-    def request_delivery(self, endpoint_id: str, countdown: float = 0) -> None:
+    def request_delivery(self, endpoint_id: str, countdown: float = 0, expires: float | None = None) -> None:
         self.celery.send_task(task_names.OUTBOX_DELIVER, args=[endpoint_id], queue=self.queue,
-                              countdown=countdown or None)
+                              countdown=countdown or None, expires=expires)

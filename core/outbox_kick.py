@@ -22,20 +22,21 @@ QUIET_SECONDS = 30.0
 
 class OutboxKick:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._publish: Callable[[str], None] | None = None
+        self._publish: Callable[[str, int], None] | None = None
         self._clock = clock
         self._quiet_until = 0.0
 
-    def connect(self, publish: Callable[[str], None]) -> None:
-        """``publish(user_id)`` asks for one account's fan-out (the last connection wins)."""
+    def connect(self, publish: Callable[[str, int], None]) -> None:
+        """``publish(user_id, up_to_seq)`` asks for one account's fan-out (the last connection wins)."""
         self._publish = publish
 
-    def __call__(self, user_ids: list[str]) -> None:
+    def __call__(self, emitted: dict[str, int]) -> None:
+        """``emitted``: each account whose new events were committed, with the last one's seq."""
         if self._publish is None or self._clock() < self._quiet_until:
             return
-        for user_id in user_ids:
+        for user_id, seq in sorted(emitted.items()):
             try:
-                self._publish(user_id)
+                self._publish(user_id, seq)
             except Exception as exc:  # the sweep fans it out instead
                 metrics.OUTBOX_KICK_FAILURES.inc()
                 self._quiet_until = self._clock() + QUIET_SECONDS

@@ -59,11 +59,12 @@ class EventQueue(Protocol):
 class OutboxQueue(Protocol):
     """Jobs of the outgoing events (broker.event_queue.CeleryEventQueue)."""
 
-    def request_fan_out(self, user_id: str) -> None:
-        """Queue the account's undispatched events for the endpoints subscribed to them."""
+    def request_fan_out(self, user_id: str, up_to_seq: int | None = None) -> None:
+        """Queue the account's undispatched events (up to that seq) for the endpoints subscribed to them."""
 
-    def request_delivery(self, endpoint_id: str, countdown: float = 0) -> None:
-        """Deliver the endpoint's queue (at once, or after ``countdown`` seconds)."""
+    def request_delivery(self, endpoint_id: str, countdown: float = 0, expires: float | None = None) -> None:
+        """Deliver the endpoint's queue (at once, or after ``countdown`` seconds; a request not
+        started within ``expires`` seconds is dropped: the next sweep asks again)."""
 
 
 class SendResult(Protocol):

@@ -22,10 +22,11 @@ def _nothing(exc: BaseException, attempts: int) -> None:
 
 
 @app.task(name=task_names.OUTBOX_FAN_OUT, bind=True, base=MoneyTask)
-def fan_out_task(self, user_id: str) -> dict:
+def fan_out_task(self, user_id: str, up_to_seq: int | None = None) -> dict:
     """Queue the account's new events for every endpoint subscribed to them (core/services/outbox.py)."""
-    return self.run_guarded(lambda: outbox.fan_out_account(deps(), CeleryEventQueue(self.app), user_id), _nothing,
-                            {"user_id": user_id, "job": "fan_out"})
+    return self.run_guarded(
+        lambda: outbox.fan_out_account(deps(), CeleryEventQueue(self.app), user_id, up_to=up_to_seq), _nothing,
+        {"user_id": user_id, "job": "fan_out"})
 
 
 @app.task(name=task_names.OUTBOX_DELIVER, bind=True, base=MoneyTask)

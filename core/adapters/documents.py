@@ -236,9 +236,14 @@ class DocumentTx:
             raise ValueError(f"{value.key} added twice in one unit of work")
         self._adds[item] = value
 
-    def emitted(self) -> list[str]:
-        """The accounts whose new outgoing events this unit of work writes (their fan-out is kicked after commit)."""
-        return sorted({v.user_id for (kind, _), v in self._puts.items() if kind is AccountEvent and not v.dispatched})
+    def emitted(self) -> dict[str, int]:
+        """The accounts whose new outgoing events this unit of work writes, each with its last seq
+        (their fan-out is kicked after commit)."""
+        last: dict[str, int] = {}
+        for (kind, _), v in self._puts.items():
+            if kind is AccountEvent and not v.dispatched:
+                last[v.user_id] = max(v.seq, last.get(v.user_id, 0))
+        return last
 
     def flush(self) -> None:
         for (kind, key), value in self._adds.items():

@@ -45,7 +45,7 @@ class _FirestoreBackend:
 
 class FirestoreUnitOfWork:
     def __init__(self, db: firestore.Client, max_attempts: int = 5,
-                 on_events: Callable[[list[str]], None] | None = None):
+                 on_events: Callable[[dict[str, int]], None] | None = None):
         self.db = db
         self.max_attempts = max_attempts
         self.on_events = on_events
@@ -65,7 +65,7 @@ class FirestoreUnitOfWork:
             return result
 
         result = body(self.db.transaction(max_attempts=self.max_attempts))
-        emitted = last[0].emitted() if last and self.on_events is not None else []
+        emitted = last[0].emitted() if last and self.on_events is not None else {}
         if emitted:
             self.on_events(emitted)
         return result

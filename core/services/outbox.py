@@ -43,14 +43,22 @@ class FannedOut:
     events: int = 0
     deliveries: int = 0
     endpoints: frozenset[str] = frozenset()
+    cursor: int = 0  # the account's dispatched seq after the run
+
+    def __add__(self, other: "FannedOut") -> "FannedOut":
+        return FannedOut(self.events + other.events, self.deliveries + other.deliveries,
+                         self.endpoints | other.endpoints, max(self.cursor, other.cursor))
 
 
 def _fan_out_run(tx, user_id: str, seqs: list[int], endpoints: list, clock) -> FannedOut:
-    cursor = tx.get(OutboxCursor, user_id) or OutboxCursor(user_id)
+    """Queue the account's events after its cursor, up to ``max(seqs)``. The cursor and the events
+    ``seqs`` names are read in one round trip (usually all there is: the events just committed)."""
+    read = tx.get_all((OutboxCursor, user_id), *[(AccountEvent, event_id(user_id, s)) for s in seqs[:EVENTS_PER_RUN]])
+    cursor = read[0] or OutboxCursor(user_id)
     wanted = list(range(cursor.dispatched_seq + 1, max(seqs) + 1))[:EVENTS_PER_RUN]
     if not wanted:
-        return FannedOut()
-    events = tx.get_all(*[(AccountEvent, event_id(user_id, seq)) for seq in wanted])
+        return FannedOut(cursor=cursor.dispatched_seq)
+    events = tx.get_all(*[(AccountEvent, event_id(user_id, seq)) for seq in wanted])  # what is not read yet
     now = clock()  # queued now: a delivery's retry window starts here
     writes, done, queued, hit = 1, 0, 0, set()
     for event in events:
@@ -69,11 +77,12 @@ def _fan_out_run(tx, user_id: str, seqs: list[int], endpoints: list, clock) -> F
         writes, done, queued = writes + len(deliveries) + 1, done + 1, queued + len(deliveries)
     if done:
         tx.put(replace(cursor, dispatched_seq=cursor.dispatched_seq + done))
-    return FannedOut(done, queued, frozenset(hit))
+    return FannedOut(done, queued, frozenset(hit), cursor.dispatched_seq + done)
 
 
-def fan_out_account(deps, queue, user_id: str, kick: bool = True) -> dict:
-    """Queue every undispatched event of ``user_id``; with ``kick``, ask for each endpoint's delivery.
+def fan_out_account(deps, queue, user_id: str, kick: bool = True, up_to: int | None = None) -> dict:
+    """Queue the undispatched events of ``user_id`` (up to seq ``up_to`` when the kick after a commit
+    says which it wrote; else all, found by a query); with ``kick``, ask for each endpoint's delivery.
 
     One fan-out per account at a time (``deps.run_lock``): concurrent ones would only contend on
     the cursor. One asked for meanwhile leaves a mark, and the running one looks again."""
@@ -83,11 +92,9 @@ def fan_out_account(deps, queue, user_id: str, kick: bool = True) -> dict:
         deps.run_lock.note_kick(key)
         return {"busy": True, "events": 0, "deliveries": 0, "endpoints": []}
     try:
-        done = _fan_out(deps, user_id)
+        done = _fan_out(deps, user_id, up_to)
         while deps.run_lock.take_kick(key):
-            more = _fan_out(deps, user_id)
-            done = FannedOut(done.events + more.events, done.deliveries + more.deliveries,
-                             done.endpoints | more.endpoints)
+            done = done + _fan_out(deps, user_id, None)
     finally:
         deps.run_lock.release(key, token)
     if done.deliveries:
@@ -99,15 +106,26 @@ def fan_out_account(deps, queue, user_id: str, kick: bool = True) -> dict:
     return {"events": done.events, "deliveries": done.deliveries, "endpoints": sorted(done.endpoints)}
 
 
-def _fan_out(deps, user_id: str) -> FannedOut:
+def _fan_out(deps, user_id: str, up_to: int | None) -> FannedOut:
     endpoints = [e for e in deps.store.list_endpoints() if e.enabled]
-    total = FannedOut()
-    while seqs := deps.store.undispatched_seqs(user_id, EVENTS_PER_RUN):
+    total, target = FannedOut(), up_to
+    while True:
+        if target is None:
+            seqs = deps.store.undispatched_seqs(user_id, EVENTS_PER_RUN)
+            if not seqs:
+                return total
+        else:
+            seqs = [target]
         run = deps.uow.run(lambda tx: _fan_out_run(tx, user_id, seqs, endpoints, deps.clock))
-        total = FannedOut(total.events + run.events, total.deliveries + run.deliveries, total.endpoints | run.endpoints)
-        if run.events == 0:  # an earlier event not visible yet: the next kick or sweep goes on
-            break
-    return total
+        total = total + run
+        if run.events == 0:  # done already, or an earlier event not visible yet: the next kick or sweep goes on
+            return total
+        if run.cursor < max(seqs):
+            target = max(seqs)  # cut short by the transaction's size: go on to the same end
+        elif up_to is not None:
+            return total  # what the kick named is queued; later events have kicks of their own
+        else:
+            target = None  # look for more
 
 
 def sweep(deps, queue, budget_seconds: float = SWEEP_BUDGET_SECONDS) -> dict:
@@ -130,7 +148,8 @@ def sweep(deps, queue, budget_seconds: float = SWEEP_BUDGET_SECONDS) -> dict:
         totals["deliveries"] += done["deliveries"]
     for endpoint in deps.store.list_endpoints():
         if endpoint.enabled and (endpoint.retry_at is None or endpoint.retry_at <= deps.clock()):
-            queue.request_delivery(endpoint.id)
+            # a run not started by the time the next sweeps come is theirs to ask for: none pile up
+            queue.request_delivery(endpoint.id, expires=3 * deps.settings.outbox_sweep_every_seconds + 5)
             totals["endpointsKicked"] += 1
     if totals["events"] or totals["failed"]:
         log.info("outbox sweep", extra=totals)

@@ -45,13 +45,13 @@ class OutboxQueue:
     """core.ports.OutboxQueue that remembers the jobs asked for."""
 
     def __init__(self) -> None:
-        self.fan_outs: list[str] = []
+        self.fan_outs: list[tuple[str, int | None]] = []
         self.deliveries: list[tuple[str, float]] = []
 
-    def request_fan_out(self, user_id: str) -> None:
-        self.fan_outs.append(user_id)
+    def request_fan_out(self, user_id: str, up_to_seq: int | None = None) -> None:
+        self.fan_outs.append((user_id, up_to_seq))
 
-    def request_delivery(self, endpoint_id: str, countdown: float = 0) -> None:
+    def request_delivery(self, endpoint_id: str, countdown: float = 0, expires: float | None = None) -> None:
         self.deliveries.append((endpoint_id, countdown))
 
 

@@ -94,7 +94,7 @@ class FakeUnitOfWork:
         result = work(tx)
         tx.flush()
         backend.commit()
-        if self.on_events is not None and tx.emitted():
+        if self.on_events is not None and tx.emitted():  # {user id: last seq}
             self.on_events(tx.emitted())
         return result
 

@@ -165,13 +165,14 @@ def test_the_sweep_fans_out_older_events_and_runs_endpoints_not_waiting_out_a_re
 
 def test_a_commit_with_new_events_kicks_their_fan_out_and_the_fan_out_does_not_kick_itself(wdeps, store):
     kicked = []
-    store.uow.on_events = kicked.extend
+    store.uow.on_events = kicked.append
     add(wdeps, "https://app.test/a", "tokens.credited")
     balance.grant(wdeps, "u1", 10, "x", "g1", "service", create_account=True)
     balance.grant(wdeps, "u2", 10, "x", "g1", "service", create_account=True)
-    assert kicked == ["u1", "u2"]
-    outbox.fan_out_account(wdeps, OutboxQueue(), "u1")
-    assert kicked == ["u1", "u2"]
+    spend(wdeps, "u1", 1, "s")
+    assert kicked == [{"u1": 1}, {"u2": 1}, {"u1": 2}]  # the account and its last new seq
+    outbox.fan_out_account(wdeps, OutboxQueue(), "u1", up_to=2)
+    assert len(kicked) == 3
 
 
 def test_a_kick_that_fails_never_raises_and_rests_before_trying_again():
@@ -183,13 +184,13 @@ def test_a_kick_that_fails_never_raises_and_rests_before_trying_again():
         raise ConnectionError("broker down")
 
     kick = OutboxKick(clock=lambda: now[0])
-    kick(["u1"])  # nothing connected: nothing to do
-    kick.connect(publish)
-    kick(["u1", "u2"])
-    kick(["u3"])
+    kick({"u1": 1})  # nothing connected: nothing to do
+    kick.connect(lambda user_id, seq: publish(user_id))
+    kick({"u1": 3, "u2": 1})
+    kick({"u3": 1})
     assert calls == ["u1"]
     now[0] = 31.0
-    kick(["u4"])
+    kick({"u4": 2})
     assert calls == ["u1", "u4"]
 
 
@@ -222,3 +223,18 @@ def test_one_fan_out_per_account_at_a_time_a_second_leaves_a_mark(wdeps):
     wdeps.run_lock.release("fanout:u1", token)
     assert wdeps.run_lock.take_kick("fanout:u1")  # the holder would have run again
     assert outbox.fan_out_account(wdeps, OutboxQueue(), "u1")["events"] == 1
+
+
+def test_a_kicked_fan_out_of_one_event_costs_one_transaction_of_two_reads(wdeps, store):
+    """The kick names the last seq it committed: no query, the cursor and the event in one round trip;
+    writes: the delivery, the event (dispatched) and the cursor."""
+    add(wdeps, "https://app.test/a", "tokens.credited,tokens.debited")
+    balance.grant(wdeps, "u1", 10, "x", "g1", "service", create_account=True)
+    outbox.fan_out_account(wdeps, OutboxQueue(), "u1", up_to=1)
+    spend(wdeps, "u1", 1, "s")
+    store.uow.counts.clear()
+    assert outbox.fan_out_account(wdeps, OutboxQueue(), "u1", up_to=2)["deliveries"] == 1
+    assert dict(store.uow.counts) == {"transactions": 1, "reads": 2, "writes": 3}
+    store.uow.counts.clear()
+    assert outbox.fan_out_account(wdeps, OutboxQueue(), "u1", up_to=2)["events"] == 0  # a second kick: read only
+    assert dict(+store.uow.counts) == {"transactions": 1, "reads": 2}
