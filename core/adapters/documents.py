@@ -21,7 +21,7 @@ from core.domain.lots import Lot
 from core.adapters import outbox_documents as outbox
 from core.domain.deliveries import Delivery
 from core.domain.outbox import AccountEvent, OutboxCursor
-from core.domain.webhook_endpoints import Endpoint
+from core.domain.webhook_endpoints import Endpoint, Subscriptions
 from core.domain.payment import PACKAGE, Payment, PaymentLink
 from core.domain.records import Alert, EventRecord
 
@@ -172,6 +172,7 @@ CODECS: dict[type, Codec] = {
     OutboxCursor: Codec("outbox_cursors", outbox.cursor_doc, outbox.cursor),
     Delivery: Codec("deliveries", outbox.delivery_doc, outbox.delivery),
     Endpoint: Codec("webhook_endpoints", outbox.endpoint_doc, outbox.endpoint),
+    Subscriptions: Codec("webhook_subscriptions", outbox.subscriptions_doc, outbox.subscriptions),
     Lot: Codec("lots", _lot_doc, _lot),
     Hold: Codec("holds", _hold_doc, _hold),
     Entry: Codec("transactions", _entry_doc, _entry),

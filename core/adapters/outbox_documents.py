@@ -2,7 +2,8 @@
 
 The codecs' document functions, registered in core/adapters/documents.py (CODECS) beside the
 others. Collections: ``outbox`` (one event each), ``outbox_cursors`` (per account: the last seq
-whose messages are queued), ``webhook_endpoints`` and ``deliveries``. All are server-only
+whose messages are queued), ``webhook_endpoints``, ``webhook_subscriptions/enabled`` (what the
+enabled endpoints subscribed to, read by the fan-out) and ``deliveries``. All are server-only
 (firestore.rules denies clients everything it does not name). No rule here: mapping only.
 """
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any, Mapping
 
 from core.domain.deliveries import Delivery
 from core.domain.outbox import AccountEvent, OutboxCursor
-from core.domain.webhook_endpoints import Endpoint, SigningSecret
+from core.domain.webhook_endpoints import Endpoint, SigningSecret, Subscriptions
 
 
 def event_doc(e: AccountEvent) -> dict:
@@ -65,3 +66,13 @@ def endpoint(key: str, doc: Mapping[str, Any]) -> Endpoint:
                     for s in doc.get("secrets") or ())
     return Endpoint(key, events=tuple(doc.get("events") or ()), secrets=secrets,
                     **{attr: doc.get(name) for name, attr in _ENDPOINT_FIELDS if doc.get(name) is not None})
+
+
+def subscriptions_doc(s: Subscriptions) -> dict:
+    return {"endpoints": {k: {"events": list(events), "lowThreshold": threshold}
+                          for k, (events, threshold) in s.endpoints.items()}}
+
+
+def subscriptions(key: str, doc: Mapping[str, Any]) -> Subscriptions:
+    return Subscriptions({k: (tuple(v.get("events") or ()), v.get("lowThreshold"))
+                          for k, v in (doc.get("endpoints") or {}).items()})

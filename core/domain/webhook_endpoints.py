@@ -10,13 +10,16 @@ Operators configure endpoints (``tokenbank endpoints …``). An endpoint's rules
 - rotation makes a new current secret and keeps each previous one valid for 24 hours
   (``ROTATION_OVERLAP_SECONDS``): meanwhile every delivery is signed with all of them, so a
   receiver still holding the old secret verifies, and one holding the new one does too;
-- a disabled endpoint gets no new messages and its queue is not delivered.
+- a disabled endpoint gets no new messages and its queue is not delivered;
+- ``Subscriptions`` (one document) lists what every enabled endpoint subscribed to; it changes in
+  the transaction that adds or disables an endpoint, and the fan-out reads it in the transaction
+  that queues an account's events, so no event is queued against a stale list of endpoints.
 """
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass, replace
-from typing import Any, Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any, Iterable, Mapping
 from urllib.parse import urlsplit
 
 from core.domain.errors import InvalidRequest
@@ -84,6 +87,24 @@ class Endpoint:
                 "disabledAt": self.disabled_at, "disabledBy": self.disabled_by, "rotatedAt": self.rotated_at,
                 "rotatedBy": self.rotated_by, "previousSecretValidUntil": max(previous) if previous else None,
                 "retryAt": self.retry_at, "failingSince": self.failing_since, "lastError": self.last_error}
+
+
+@dataclass(frozen=True)
+class Subscriptions:
+    """The enabled endpoints: id -> (event types, balance.low threshold)."""
+    endpoints: Mapping[str, tuple[tuple[str, ...], int | None]] = field(default_factory=dict)
+
+    KEY = "enabled"
+
+    @property
+    def key(self) -> str:
+        return self.KEY
+
+    def with_endpoint(self, endpoint: Endpoint) -> "Subscriptions":
+        others = {k: v for k, v in self.endpoints.items() if k != endpoint.id}
+        if endpoint.enabled:
+            others[endpoint.id] = (tuple(endpoint.events), endpoint.low_threshold)
+        return Subscriptions(dict(sorted(others.items())))
 
 
 def format_secret(raw: bytes) -> str:

@@ -12,7 +12,7 @@ import secrets
 from core.domain.deliveries import PENDING, Delivery
 from core.domain.errors import InvalidRequest, UnknownDelivery, UnknownEndpoint
 from core.domain.ids import is_valid_doc_id
-from core.domain.webhook_endpoints import Endpoint, format_secret, new_endpoint
+from core.domain.webhook_endpoints import Endpoint, Subscriptions, format_secret, new_endpoint
 
 SECRET_BYTES = 32
 REPLAY_LIMIT = 1000
@@ -42,10 +42,17 @@ def add(deps, url: str, events: str, low_threshold: int | None, operator: str) -
     secret = _new_secret()
     endpoint = new_endpoint(f"ep_{secrets.token_hex(8)}", url, events, low_threshold, secret, now, operator,
                             https_only=deps.settings.production)
-    deps.uow.run(lambda tx: tx.add(endpoint))
+    deps.uow.run(lambda tx: _save(tx, endpoint, new=True))
     deps.store.add_ops_log({"action": "endpoint_add", "endpointId": endpoint.id, "url": endpoint.url,
                             "events": list(endpoint.events), "operator": operator})
     return {**endpoint.public(now), "secret": secret, "note": SECRET_NOTE}
+
+
+def _save(tx, endpoint: Endpoint, new: bool = False) -> None:
+    """The endpoint and, in the same transaction, the subscriptions the fan-out reads."""
+    subscriptions = tx.get(Subscriptions, Subscriptions.KEY) or Subscriptions()
+    tx.add(endpoint) if new else tx.put(endpoint)
+    tx.put(subscriptions.with_endpoint(endpoint))
 
 
 def list_endpoints(deps) -> list[dict]:
@@ -62,7 +69,7 @@ def _change(deps, endpoint_id: str, change, action: str, operator: str) -> Endpo
         if current is None:
             raise UnknownEndpoint(f"no webhook endpoint {endpoint_id!r}")
         changed = change(current, deps.clock(), operator)
-        tx.put(changed)
+        _save(tx, changed)
         return changed
 
     changed = deps.uow.run(work)

@@ -2,7 +2,7 @@
 
 For one account, in one transaction: from the account's cursor (the last seq already fanned out)
 take the next events in seq order, queue one delivery per message for every enabled endpoint
-subscribed to it (core/domain/outbox.py ``messages_for``: the event, then the balance.low and
+subscribed to it (the subscriptions are one document read in the same transaction) (core/domain/outbox.py ``messages_for``: the event, then the balance.low and
 balance.depleted it implies for that endpoint's threshold), mark the events dispatched and move
 the cursor. Guarantees:
 - idempotent: a delivery's id is its endpoint's and its message's, created in the transaction
@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 from core import metrics
 from core.domain.deliveries import new_delivery
 from core.domain.outbox import AccountEvent, OutboxCursor, event_id, messages_for
+from core.domain.webhook_endpoints import Subscriptions
 
 log = logging.getLogger("tokenbank.outbox")
 EVENTS_PER_RUN = 100  # events one transaction reads at most
@@ -50,11 +51,14 @@ class FannedOut:
                          self.endpoints | other.endpoints, max(self.cursor, other.cursor))
 
 
-def _fan_out_run(tx, user_id: str, seqs: list[int], endpoints: list, clock) -> FannedOut:
-    """Queue the account's events after its cursor, up to ``max(seqs)``. The cursor and the events
-    ``seqs`` names are read in one round trip (usually all there is: the events just committed)."""
-    read = tx.get_all((OutboxCursor, user_id), *[(AccountEvent, event_id(user_id, s)) for s in seqs[:EVENTS_PER_RUN]])
+def _fan_out_run(tx, user_id: str, seqs: list[int], clock) -> FannedOut:
+    """Queue the account's events after its cursor, up to ``max(seqs)``. The cursor, the
+    subscriptions and the events ``seqs`` names are read in one round trip (usually all there is:
+    the events just committed)."""
+    read = tx.get_all((OutboxCursor, user_id), (Subscriptions, Subscriptions.KEY),
+                      *[(AccountEvent, event_id(user_id, s)) for s in seqs[:EVENTS_PER_RUN]])
     cursor = read[0] or OutboxCursor(user_id)
+    endpoints = sorted((read[1] or Subscriptions()).endpoints.items())
     wanted = list(range(cursor.dispatched_seq + 1, max(seqs) + 1))[:EVENTS_PER_RUN]
     if not wanted:
         return FannedOut(cursor=cursor.dispatched_seq)
@@ -65,8 +69,8 @@ def _fan_out_run(tx, user_id: str, seqs: list[int], endpoints: list, clock) -> F
         if event is None:  # not visible yet: stop before the gap, so the order holds
             break
         deliveries = [] if event.dispatched else [
-            new_delivery(endpoint.id, message, now) for endpoint in endpoints
-            for message in messages_for(event, set(endpoint.events), endpoint.low_threshold)]
+            new_delivery(endpoint_id, message, now) for endpoint_id, (types, threshold) in endpoints
+            for message in messages_for(event, set(types), threshold)]
         if done and writes + len(deliveries) + 1 > MAX_WRITES:
             break
         for delivery in deliveries:
@@ -107,7 +111,6 @@ def fan_out_account(deps, queue, user_id: str, kick: bool = True, up_to: int | N
 
 
 def _fan_out(deps, user_id: str, up_to: int | None) -> FannedOut:
-    endpoints = [e for e in deps.store.list_endpoints() if e.enabled]
     total, target = FannedOut(), up_to
     while True:
         if target is None:
@@ -116,7 +119,7 @@ def _fan_out(deps, user_id: str, up_to: int | None) -> FannedOut:
                 return total
         else:
             seqs = [target]
-        run = deps.uow.run(lambda tx: _fan_out_run(tx, user_id, seqs, endpoints, deps.clock))
+        run = deps.uow.run(lambda tx: _fan_out_run(tx, user_id, seqs, deps.clock))
         total = total + run
         if run.events == 0:  # done already, or an earlier event not visible yet: the next kick or sweep goes on
             return total

@@ -67,7 +67,8 @@ SERVER_ONLY = ["purchases/cs_alice", "stripe_events/evt_alice", "security_alerts
                "payment_intents/pi_alice", "checkouts/cs_alice", "jobs/fulfil_x", "not_in_the_rules/doc_1",
                "users/alice/private/doc_1",
                # outgoing events: the outbox, its cursors, the endpoints (with their secrets), deliveries
-               "outbox/ev_alice_1", "outbox_cursors/alice", "webhook_endpoints/ep_alice", "deliveries/ep_alice_ev_1"]
+               "outbox/ev_alice_1", "outbox_cursors/alice", "webhook_endpoints/ep_alice",
+               "webhook_subscriptions/enabled", "deliveries/ep_alice_ev_1"]
 SEED = {
     "users/alice": ALICE_ACCOUNT,
     "users/bob": {**ALICE_ACCOUNT, "tokenBalance": 7, "displayName": "Bob", "totalTokensExpired": 0,

@@ -108,7 +108,7 @@ class FakeLedgerStore(FakeLotReads, FakeOutboxReads):
         self.docs: dict[str, dict[str, dict]] = {name: {} for name in (
             "users", "transactions", "purchases", "stripe_events", "security_alerts", "payment_intents", "disputes",
             "checkouts", "ops_log", "jobs", "lots", "holds", "outbox", "outbox_cursors", "webhook_endpoints",
-            "deliveries")}
+            "webhook_subscriptions", "deliveries")}
         self.users, self.ledger, self.purchases = self.docs["users"], self.docs["transactions"], self.docs["purchases"]
         self.events, self.alerts = self.docs["stripe_events"], self.docs["security_alerts"]
         self.alert_writes: list[str] = []  # alert ids written outside a unit of work, in order

@@ -225,16 +225,27 @@ def test_one_fan_out_per_account_at_a_time_a_second_leaves_a_mark(wdeps):
     assert outbox.fan_out_account(wdeps, OutboxQueue(), "u1")["events"] == 1
 
 
-def test_a_kicked_fan_out_of_one_event_costs_one_transaction_of_two_reads(wdeps, store):
-    """The kick names the last seq it committed: no query, the cursor and the event in one round trip;
-    writes: the delivery, the event (dispatched) and the cursor."""
+def test_a_kicked_fan_out_of_one_event_costs_one_transaction_of_three_reads(wdeps, store):
+    """The kick names the last seq it committed: no query; the cursor, the subscriptions and the
+    event in one round trip; writes: the delivery, the event (dispatched) and the cursor."""
     add(wdeps, "https://app.test/a", "tokens.credited,tokens.debited")
     balance.grant(wdeps, "u1", 10, "x", "g1", "service", create_account=True)
     outbox.fan_out_account(wdeps, OutboxQueue(), "u1", up_to=1)
     spend(wdeps, "u1", 1, "s")
     store.uow.counts.clear()
     assert outbox.fan_out_account(wdeps, OutboxQueue(), "u1", up_to=2)["deliveries"] == 1
-    assert dict(store.uow.counts) == {"transactions": 1, "reads": 2, "writes": 3}
+    assert dict(store.uow.counts) == {"transactions": 1, "reads": 3, "writes": 3}
     store.uow.counts.clear()
     assert outbox.fan_out_account(wdeps, OutboxQueue(), "u1", up_to=2)["events"] == 0  # a second kick: read only
-    assert dict(+store.uow.counts) == {"transactions": 1, "reads": 2}
+    assert dict(+store.uow.counts) == {"transactions": 1, "reads": 3}
+
+
+def test_the_subscriptions_document_follows_every_endpoint_change(wdeps, store):
+    a = add(wdeps, "https://app.test/a", "tokens.credited,balance.low", 20)
+    b = add(wdeps, "https://app.test/b", "hold.created")
+    assert store.docs["webhook_subscriptions"]["enabled"]["endpoints"] == {
+        a: {"events": ["tokens.credited", "balance.low"], "lowThreshold": 20},
+        b: {"events": ["hold.created"], "lowThreshold": None}}
+    endpoints.rotate_secret(wdeps, a, "ops")
+    endpoints.disable(wdeps, b, "ops")
+    assert list(store.docs["webhook_subscriptions"]["enabled"]["endpoints"]) == [a]
