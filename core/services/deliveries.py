@@ -56,8 +56,7 @@ def _run(deps, queue, endpoint_id: str, deadline: float) -> dict:
             return {"status": "idle", **counts}
         for delivery in batch:
             now = deps.clock()
-            if not delivery.due(now):
-                _retry_later(queue, endpoint_id, delivery.next_attempt_at - now)
+            if not delivery.due(now):  # its retry is already asked for (a countdown, or the sweep at retryAt)
                 return {"status": "waiting", "retryAt": delivery.next_attempt_at, **counts}
             if time.monotonic() > deadline:
                 queue.request_delivery(endpoint_id)  # a fresh task goes on
