@@ -12,6 +12,10 @@ function of core.services.operations and prints what it returns (JSON on stdout)
     tokenbank user UID
     tokenbank lots migrate [--user UID] --operator NAME   (lots for accounts older than lots; rerunnable)
     tokenbank support grant|revoke EMAIL_OR_UID --operator NAME   (the support console at /admin)
+    tokenbank endpoints add URL --events TYPE[,TYPE…] [--low-threshold N] --operator NAME
+    tokenbank endpoints list | disable ID --operator NAME | rotate-secret ID --operator NAME
+    tokenbank deliveries failed [--endpoint ID] [--limit N]
+    tokenbank deliveries replay DELIVERY_ID | --endpoint ID  --operator NAME
 
 Every command that changes something requires --operator: the name recorded with the change.
 Exit status: 0 done, 1 refused or found problems, 2 bad arguments.
@@ -22,6 +26,7 @@ import argparse
 import json
 import sys
 
+from core.services import endpoints
 from core.services import operations as ops
 
 
@@ -90,7 +95,34 @@ def parser() -> argparse.ArgumentParser:
         cmd = access.add_parser(name, help=f"{name} the admin custom claim")
         cmd.add_argument("who", help="the account's email or uid")
         _add_operator(cmd)
+    _webhook_commands(sub)
     return p
+
+
+def _webhook_commands(sub) -> None:
+    ep = sub.add_parser("endpoints", help="where outgoing events are delivered").add_subparsers(dest="action",
+                                                                                               required=True)
+    add = ep.add_parser("add", help="a new endpoint; prints its signing secret once")
+    add.add_argument("url")
+    add.add_argument("--events", required=True, metavar="TYPE[,TYPE...]", help="the event types it receives")
+    add.add_argument("--low-threshold", type=_int, default=None, metavar="N",
+                     help="balance.low fires when a balance falls below N")
+    _add_operator(add)
+    ep.add_parser("list", help="every endpoint (never its secret)")
+    for name, what in (("disable", "stop delivering to it"), ("rotate-secret", "a new secret; the old one stays "
+                                                                                 "valid 24 h")):
+        cmd = ep.add_parser(name, help=what)
+        cmd.add_argument("endpoint_id", metavar="ID")
+        _add_operator(cmd)
+    dl = sub.add_parser("deliveries", help="outgoing event deliveries").add_subparsers(dest="action", required=True)
+    failed = dl.add_parser("failed", help="dead-lettered deliveries")
+    failed.add_argument("--endpoint", default=None, metavar="ID")
+    failed.add_argument("--limit", type=_int, default=50)
+    replay = dl.add_parser("replay", help="deliver again, first in the endpoint's queue")
+    target = replay.add_mutually_exclusive_group(required=True)
+    target.add_argument("delivery_id", nargs="?", metavar="DELIVERY_ID")
+    target.add_argument("--endpoint", default=None, metavar="ID", help="every dead letter of this endpoint")
+    _add_operator(replay)
 
 
 def _progress(label: str):
@@ -133,6 +165,18 @@ def call(args, deps, queue):
             return ops.migrate_lots(deps, args.user, args.operator)
         case "support", ("grant" | "revoke") as action:
             return ops.support_access(deps, args.who, action == "grant", args.operator)
+        case "endpoints", "add":
+            return endpoints.add(deps, args.url, args.events, args.low_threshold, args.operator)
+        case "endpoints", "list":
+            return endpoints.list_endpoints(deps)
+        case "endpoints", "disable":
+            return endpoints.disable(deps, args.endpoint_id, args.operator)
+        case "endpoints", "rotate-secret":
+            return endpoints.rotate_secret(deps, args.endpoint_id, args.operator)
+        case "deliveries", "failed":
+            return endpoints.failed_deliveries(deps, args.endpoint, args.limit)
+        case "deliveries", "replay":
+            return endpoints.replay(deps, queue, args.delivery_id, args.endpoint, args.operator)
     raise AssertionError(args)
 
 
@@ -150,8 +194,10 @@ def main(argv: list[str] | None = None, out=sys.stdout) -> int:
     from core.bootstrap import bootstrap
 
     deps = bootstrap(configure_logs=False)
+    queue = CeleryEventQueue(create_producer(deps.settings))
+    deps.outbox_kick.connect(queue.request_fan_out)  # a grant's or an adjustment's events go out at once
     try:
-        return run(args, deps, CeleryEventQueue(create_producer(deps.settings)), out)
+        return run(args, deps, queue, out)
     except ops.REFUSED + ops.BAD_REQUEST as exc:
         print(f"tokenbank: {getattr(exc, 'message', None) or exc}", file=sys.stderr)
         return 2 if isinstance(exc, ops.BAD_REQUEST) else 1

@@ -1,4 +1,7 @@
-"""The queue port on Celery: publishes work to the workers by stable task name (web tier and jobs)."""
+"""The queue ports on Celery: publish work to the workers by stable task name (web tier, CLI and jobs).
+
+``CeleryEventQueue`` is core.ports.EventQueue (Stripe events, fulfilments) and core.ports.OutboxQueue
+(an account's fan-out, an endpoint's delivery run)."""
 from __future__ import annotations
 
 from celery import Celery
@@ -29,3 +32,10 @@ class CeleryEventQueue:
 
     def request_invoice_fulfilment(self, invoice_id: str, source: str) -> None:
         self.celery.send_task(task_names.FULFIL_INVOICE, args=[invoice_id, source], queue=self.queue)
+
+    def request_fan_out(self, user_id: str, up_to_seq: int | None = None) -> None:
+        self.celery.send_task(task_names.OUTBOX_FAN_OUT, args=[user_id, up_to_seq], queue=self.queue)
+
+    def request_delivery(self, endpoint_id: str, countdown: float = 0, expires: float | None = None) -> None:
+        self.celery.send_task(task_names.OUTBOX_DELIVER, args=[endpoint_id], queue=self.queue,
+                              countdown=countdown or None, expires=expires)

@@ -8,3 +8,6 @@ JOB_RECONCILE = "tokenbank.jobs.reconcile"
 JOB_AUDIT = "tokenbank.jobs.audit"
 JOB_SWEEP_INBOX = "tokenbank.jobs.sweep_inbox"
 JOB_EXPIRE = "tokenbank.jobs.expire_holds_and_lots"
+OUTBOX_FAN_OUT = "tokenbank.outbox.fan_out"  # args: [user_id, up_to_seq or null]
+OUTBOX_DELIVER = "tokenbank.outbox.deliver"  # args: [endpoint_id]
+JOB_SWEEP_OUTBOX = "tokenbank.jobs.sweep_outbox"

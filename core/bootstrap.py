@@ -83,10 +83,13 @@ def process_settings() -> Settings:
 def bootstrap(settings: Settings | None = None, *, configure_logs: bool = True) -> Deps:
     from core.adapters.firestore_records import FirestoreRecords, bound_call_deadlines, cap_reconnect_backoff
     from core.adapters.firestore_uow import FirestoreUnitOfWork
+    from core.adapters.run_lock import RedisRunLock
     from core.adapters.redis_limits import RedisLimits
     from core.adapters.stripe_payments import StripePayments
     from core.adapters.stripe_signature import verify_signature
+    from core.adapters.webhook_sender import StandardWebhookSender
     from core import metrics
+    from core.outbox_kick import OutboxKick
     from core.services.account_batch import AccountBatcher
 
     settings = settings or process_settings()
@@ -98,7 +101,8 @@ def bootstrap(settings: Settings | None = None, *, configure_logs: bool = True) 
     stripe = stripe_client(settings)
     redis = redis_client(settings.redis_url)
     limits = RedisLimits(redis, settings)
-    uow = FirestoreUnitOfWork(db)
+    kick = OutboxKick()  # entry points connect what publishes the fan-out (core/outbox_kick.py)
+    uow = FirestoreUnitOfWork(db, on_events=kick)
     return Deps(
         settings=settings,
         store=FirestoreRecords(db),
@@ -113,4 +117,7 @@ def bootstrap(settings: Settings | None = None, *, configure_logs: bool = True) 
         lock=limits,
         batch=AccountBatcher(uow, limits, on_batch=metrics.account_batch),
         verify_webhook=verify_signature,
+        sender=StandardWebhookSender(),
+        run_lock=RedisRunLock(redis, settings.task_time_limit_seconds * 1000),
+        outbox_kick=kick,
     )

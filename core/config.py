@@ -57,6 +57,12 @@ class Settings:
     firestore_call_deadline_seconds: float = 10.0
     user_lock_ttl_ms: int = 15000
     user_lock_wait_seconds: float = 10.0
+    outbox_sweep_every_seconds: float = 5.0
+    webhook_timeout_seconds: float = 10.0
+    webhook_retry_base_seconds: float = 5.0
+    webhook_retry_max_seconds: float = 3600.0
+    webhook_retry_window_seconds: float = 3 * 86400.0
+    expiring_notice_seconds: float = 3 * 86400.0
     log_level: str = "INFO"
     admin_uids: tuple[str, ...] = ()  # the support console's allow-list (besides the `admin` custom claim)
     admin_emails: tuple[str, ...] = ()  # verified emails only (core/domain/operators.py)
@@ -160,6 +166,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         firestore_call_deadline_seconds=_float(env, "FIRESTORE_CALL_DEADLINE_SECONDS", 10.0),
         user_lock_ttl_ms=_int(env, "USER_LOCK_TTL_MS", 15000, 100),
         user_lock_wait_seconds=_float(env, "USER_LOCK_WAIT_SECONDS", 10.0),
+        outbox_sweep_every_seconds=_float(env, "OUTBOX_SWEEP_EVERY_SECONDS", 5.0),
+        webhook_timeout_seconds=_float(env, "WEBHOOK_TIMEOUT_SECONDS", 10.0),
+        webhook_retry_base_seconds=_float(env, "WEBHOOK_RETRY_BASE_SECONDS", 5.0),
+        webhook_retry_max_seconds=_float(env, "WEBHOOK_RETRY_MAX_SECONDS", 3600.0),
+        webhook_retry_window_seconds=_float(env, "WEBHOOK_RETRY_WINDOW_SECONDS", 3 * 86400.0),
+        expiring_notice_seconds=_float(env, "EXPIRING_NOTICE_SECONDS", 3 * 86400.0),
         log_level=env.get("LOG_LEVEL", "INFO").upper(),
         admin_uids=_list(env, "ADMIN_UIDS"),
         admin_emails=tuple(e.lower() for e in _list(env, "ADMIN_EMAILS")),
@@ -181,6 +193,11 @@ def check(settings: Settings) -> None:
         raise ConfigError("ADMIN_SESSION_MINUTES must be at most 20160 (Firebase session cookies last 2 weeks at most)")
     if settings.task_time_limit_seconds * 2 > settings.broker_visibility_timeout_seconds:
         raise ConfigError("TASK_TIME_LIMIT must stay well under BROKER_VISIBILITY_TIMEOUT (at most half)")
+    if settings.outbox_sweep_every_seconds <= 0 or settings.webhook_retry_base_seconds <= 0:
+        raise ConfigError("OUTBOX_SWEEP_EVERY_SECONDS and WEBHOOK_RETRY_BASE_SECONDS must be above 0")
+    if not 0 < settings.webhook_timeout_seconds <= settings.task_soft_time_limit_seconds / 3:
+        raise ConfigError("WEBHOOK_TIMEOUT_SECONDS must be above 0 and at most a third of TASK_SOFT_TIME_LIMIT "
+                          "(a delivery run sends several messages within the task's deadline)")
     if not settings.production:
         return
     problems = []

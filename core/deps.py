@@ -7,7 +7,8 @@ from typing import Any, Callable
 
 from core.config import Settings
 from core.domain.catalog import Catalog
-from core.ports import AccountBatch, Identity, Payments, PurchaseGate, UnitOfWork, UserLock
+from core.outbox_kick import OutboxKick
+from core.ports import AccountBatch, Identity, Payments, PurchaseGate, RunLock, UnitOfWork, UserLock, WebhookSender
 from core.store import Records
 
 
@@ -28,3 +29,6 @@ class Deps:
     identity: Identity | None = None  # Firebase Auth accounts and session cookies (the support console)
     # Stripe-Signature check: (payload, header, secrets, tolerance seconds or None) -> None, raises WebhookRefused
     verify_webhook: Callable[[str, str | None, tuple[str, ...], int | None], None] | None = None
+    sender: WebhookSender | None = None  # outgoing webhooks, signed (Standard Webhooks)
+    run_lock: RunLock | None = None  # one delivery run per endpoint, one fan-out per account (Redis)
+    outbox_kick: OutboxKick = field(default_factory=OutboxKick)  # told after commits that wrote events

@@ -64,3 +64,12 @@ def account_batch(size: int, attempts: int) -> None:
 HOLD_OPERATIONS = Counter("tokenbank_hold_operations_total",
                           "Hold operations by operation (place, capture, release, extend) and outcome",
                           ["operation", "outcome"])
+
+OUTBOX_KICK_FAILURES = Counter("tokenbank_outbox_kick_failures_total",
+                               "Fan-out requests after a commit the broker did not take (the sweep fans out instead)")
+OUTBOX_QUEUED = Counter("tokenbank_outbox_messages_queued_total", "Deliveries queued for webhook endpoints")
+WEBHOOK_DELIVERIES = Counter("tokenbank_webhook_deliveries_total",
+                             "Attempts to deliver a message to an endpoint, by outcome (delivered, failed, "
+                             "dead_lettered)", ["outcome"])
+WEBHOOK_DELIVERY_SECONDS = Histogram("tokenbank_webhook_delivery_seconds", "One delivery attempt's HTTP round trip",
+                                     buckets=(.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30))

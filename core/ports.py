@@ -56,6 +56,45 @@ class EventQueue(Protocol):
     def request_invoice_fulfilment(self, invoice_id: str, source: str) -> None: ...
 
 
+class OutboxQueue(Protocol):
+    """Jobs of the outgoing events (broker.event_queue.CeleryEventQueue)."""
+
+    def request_fan_out(self, user_id: str, up_to_seq: int | None = None) -> None:
+        """Queue the account's undispatched events (up to that seq) for the endpoints subscribed to them."""
+
+    def request_delivery(self, endpoint_id: str, countdown: float = 0, expires: float | None = None) -> None:
+        """Deliver the endpoint's queue (at once, or after ``countdown`` seconds; a request not
+        started within ``expires`` seconds is dropped: the next sweep asks again)."""
+
+
+class SendResult(Protocol):
+    ok: bool  # a 2xx answer
+    status: int | None  # the HTTP status, None if none came (no connection, timeout)
+    error: str | None
+    seconds: float
+
+
+class WebhookSender(Protocol):
+    def send(self, url: str, secrets: Sequence[str], message_id: str, body: str, timestamp: int,
+             timeout: float) -> SendResult:
+        """POST ``body`` signed per Standard Webhooks (webhook-id, webhook-timestamp, and one
+        webhook-signature per secret, space-separated). Never raises for what the receiver did."""
+
+
+class RunLock(Protocol):
+    """One run at a time per key (Redis): an endpoint's deliveries, an account's fan-out."""
+
+    def acquire(self, key: str) -> str | None:
+        """A token if this caller now holds the key's lock, None if someone else does (no wait)."""
+
+    def release(self, key: str, token: str) -> None: ...
+
+    def note_kick(self, key: str) -> None:
+        """A run was asked for while one held the lock: the holder looks again before it stops."""
+
+    def take_kick(self, key: str) -> bool: ...
+
+
 class GateDecision(Protocol):
     allowed: bool
     retry_after_seconds: int

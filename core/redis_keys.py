@@ -51,3 +51,13 @@ def windows_known(user_id: str) -> str:
 def wallet_calls(user_id: str, what: str) -> str:
     """A user's calls per minute to one wallet route that reads much or asks Stripe (export, receipt, portal)."""
     return f"{PREFIX}wallet:{what}:{{{user_id}}}"
+
+
+def run_lock(key: str) -> str:
+    """Held by the one run of this key (``endpoint:{id}``: its deliveries; ``fanout:{uid}``: an account's fan-out)."""
+    return f"{PREFIX}lock:run:{key}"
+
+
+def run_kicked(key: str) -> str:
+    """A run of this key was asked for while another held its lock."""
+    return f"{PREFIX}kick:run:{key}"

@@ -88,8 +88,9 @@ class Records(Protocol):
     def user_lots(self, user_id: str, limit: int | None = None) -> list:
         """Every lot of the user, open or spent; with ``limit``, the newest that many."""
 
-    def due_expiries(self, now: float, limit: int) -> list[str]:
-        """Users with an open hold or an open lot whose expiry is at or before ``now``."""
+    def due_expiries(self, now: float, limit: int, notice_until: float | None = None) -> list[str]:
+        """Users with an open hold or an open lot whose expiry is at or before ``now``, and with
+        ``notice_until``, users with an open lot expiring by then whose lot.expiring is not yet out."""
 
     # -- what support staff read (core/adapters/firestore_support.py) -------------------------
     # Each list is bounded by ``limit``, newest first; documents come with their ``id``.
@@ -121,3 +122,22 @@ class Records(Protocol):
 
     def alerts_since(self, since: float, limit: int) -> list[dict]:
         """Security alerts created since ``since``: ``type``, ``userId``, ``createdAt``."""
+
+    # -- outgoing events (core/adapters/firestore_outbox.py) ---------------------------------
+    def undispatched_users(self, emitted_before: float, limit: int) -> list[str]:
+        """Accounts with outbox events not yet dispatched, emitted before ``emitted_before``, oldest first."""
+
+    def undispatched_seqs(self, user_id: str, limit: int) -> list[int]:
+        """The seqs of the account's undispatched outbox events, lowest first."""
+
+    def list_endpoints(self) -> list: ...
+
+    def get_endpoint(self, endpoint_id: str) -> Any: ...
+
+    def pending_deliveries(self, endpoint_id: str, limit: int) -> list:
+        """The endpoint's queue: pending deliveries, first queued first (an account's by position)."""
+
+    def dead_deliveries(self, endpoint_id: str | None, limit: int) -> list:
+        """Dead-lettered deliveries (of one endpoint, or all), first queued first."""
+
+    def get_delivery(self, delivery_id: str) -> Any: ...

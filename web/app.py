@@ -17,6 +17,8 @@ def create_app(deps: Deps | None = None, queue=None) -> Flask:
         from broker.producer import create_producer
 
         queue = CeleryEventQueue(create_producer(deps.settings))
+    if hasattr(queue, "request_fan_out"):  # commits that wrote outgoing events ask for their fan-out
+        deps.outbox_kick.connect(queue.request_fan_out)
     app = Flask(__name__)
     app.config.update(
         TOKENBANK_DEPS=deps,

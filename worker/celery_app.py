@@ -15,14 +15,14 @@ from __future__ import annotations
 from celery import Celery
 
 from broker.producer import APP_NAME, shared_config
-from broker.task_names import JOB_AUDIT, JOB_EXPIRE, JOB_RECONCILE, JOB_SWEEP_INBOX
+from broker.task_names import JOB_AUDIT, JOB_EXPIRE, JOB_RECONCILE, JOB_SWEEP_INBOX, JOB_SWEEP_OUTBOX
 from core.config import Settings
 from core.bootstrap import process_settings
 from core.services.expiry import EXPIRY_EVERY_SECONDS
 
 
 def create_celery(settings: Settings) -> Celery:
-    app = Celery(APP_NAME, broker=settings.broker_url, include=["worker.tasks"])
+    app = Celery(APP_NAME, broker=settings.broker_url, include=["worker.tasks", "worker.outbox_tasks"])
     config = shared_config(settings)
     config["broker_transport_options"] = {
         **config["broker_transport_options"],
@@ -55,6 +55,8 @@ def create_celery(settings: Settings) -> Celery:
                                   "options": {"expires": float(EXPIRY_EVERY_SECONDS)}},
         "sweep-inbox": {"task": JOB_SWEEP_INBOX, "schedule": float(settings.inbox_sweep_every_seconds),
                         "options": {"expires": float(settings.inbox_sweep_every_seconds)}},
+        "sweep-outbox": {"task": JOB_SWEEP_OUTBOX, "schedule": float(settings.outbox_sweep_every_seconds),
+                         "options": {"expires": float(settings.outbox_sweep_every_seconds)}},
     }
     app.tokenbank_settings = settings
     return app

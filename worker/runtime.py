@@ -18,9 +18,12 @@ def deps() -> Deps:
     """This process's Deps; built at process init (prefork) or on first use (solo/threads)."""
     global _deps, _pid
     if _deps is None or _pid != os.getpid():
+        from broker.event_queue import CeleryEventQueue
         from worker.celery_app import app
 
         _deps, _pid = bootstrap(app.tokenbank_settings), os.getpid()
+        # After a commit that wrote outgoing events, ask for their fan-out (core/outbox_kick.py).
+        _deps.outbox_kick.connect(CeleryEventQueue(app).request_fan_out)
     return _deps
 
 

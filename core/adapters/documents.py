@@ -18,6 +18,10 @@ from core.domain.dispute import Dispute
 from core.domain.holds import Hold
 from core.domain.ledger import Entry
 from core.domain.lots import Lot
+from core.adapters import outbox_documents as outbox
+from core.domain.deliveries import Delivery
+from core.domain.outbox import AccountEvent, OutboxCursor
+from core.domain.webhook_endpoints import Endpoint, Subscriptions
 from core.domain.payment import PACKAGE, Payment, PaymentLink
 from core.domain.records import Alert, EventRecord
 
@@ -39,8 +43,8 @@ def _int(doc: Mapping[str, Any], name: str) -> int:
 _LOT_FIELDS = (("source", "source"), ("amount", "amount"), ("remaining", "remaining"), ("createdAt", "created_at"),
                ("expiresAt", "expires_at"), ("costCents", "cost_cents"), ("currency", "currency"),
                ("paymentId", "payment_id"), ("planId", "plan_id"), ("rolloverCap", "rollover_cap"),
-               ("rolledOver", "rolled_over"), ("expired", "expired"), ("migrated", "migrated"),
-               ("migratedConsumed", "migrated_consumed"))
+               ("rolledOver", "rolled_over"), ("expired", "expired"), ("expiringNotified", "expiring_notified"),
+               ("migrated", "migrated"), ("migratedConsumed", "migrated_consumed"))
 
 
 def _lot_doc(lot: Lot) -> dict:
@@ -56,7 +60,7 @@ def _account_doc(a: Account) -> dict:
     doc = {"tokenBalance": a.balance, "totalTokensPurchased": a.purchased, "totalTokensEarned": a.earned,
            "totalTokensSpent": a.spent, "totalTokensExpired": a.expired, "debt": a.debt,
            "frozenBy": dict(a.frozen_by), "lots": {k: _lot_doc(v) for k, v in a.lots.items()},
-           "holds": {k: dict(v) for k, v in a.holds.items()}}
+           "holds": {k: dict(v) for k, v in a.holds.items()}, "eventSeq": a.seq}
     if a.subscription is not None:
         doc["subscription"] = dict(a.subscription)
     return doc
@@ -67,7 +71,7 @@ def _account(key: str, doc: Mapping[str, Any]) -> Account:
                    _int(doc, "totalTokensSpent"), dict(doc.get("frozenBy") or {}), doc.get("subscription"), True,
                    _int(doc, "totalTokensExpired"),
                    {k: _lot(k, v) for k, v in (doc.get("lots") or {}).items()},
-                   {k: dict(v) for k, v in (doc.get("holds") or {}).items()})
+                   {k: dict(v) for k, v in (doc.get("holds") or {}).items()}, seq=_int(doc, "eventSeq"))
 
 
 _HOLD_FIELDS = (("amount", "amount"), ("expiresAt", "expires_at"), ("placedAt", "created_at"),
@@ -163,7 +167,12 @@ def _alert(key: str, doc: Mapping[str, Any]) -> Alert:
 
 
 CODECS: dict[type, Codec] = {
-    Account: Codec("users", _account_doc, _account, lambda a: list(a.changed_lots.values())),
+    Account: Codec("users", _account_doc, _account, lambda a: [*a.changed_lots.values(), *a.events]),
+    AccountEvent: Codec("outbox", outbox.event_doc, outbox.event),
+    OutboxCursor: Codec("outbox_cursors", outbox.cursor_doc, outbox.cursor),
+    Delivery: Codec("deliveries", outbox.delivery_doc, outbox.delivery),
+    Endpoint: Codec("webhook_endpoints", outbox.endpoint_doc, outbox.endpoint),
+    Subscriptions: Codec("webhook_subscriptions", outbox.subscriptions_doc, outbox.subscriptions),
     Lot: Codec("lots", _lot_doc, _lot),
     Hold: Codec("holds", _hold_doc, _hold),
     Entry: Codec("transactions", _entry_doc, _entry),
@@ -174,7 +183,8 @@ CODECS: dict[type, Codec] = {
     Alert: Codec("security_alerts", _alert_doc, _alert),
 }
 # Documents whose creation time and last change the store stamps (entries: createdAt only).
-_UPDATED = {"users", "purchases", "payment_intents", "disputes", "stripe_events", "lots", "holds"}
+_UPDATED = {"users", "purchases", "payment_intents", "disputes", "stripe_events", "lots", "holds", "deliveries",
+            "webhook_endpoints"}
 
 
 class DocumentBackend(Protocol):
@@ -226,6 +236,15 @@ class DocumentTx:
         if item in self._adds:
             raise ValueError(f"{value.key} added twice in one unit of work")
         self._adds[item] = value
+
+    def emitted(self) -> dict[str, int]:
+        """The accounts whose new outgoing events this unit of work writes, each with its last seq
+        (their fan-out is kicked after commit)."""
+        last: dict[str, int] = {}
+        for (kind, _), v in self._puts.items():
+            if kind is AccountEvent and not v.dispatched:
+                last[v.user_id] = max(v.seq, last.get(v.user_id, 0))
+        return last
 
     def flush(self) -> None:
         for (kind, key), value in self._adds.items():

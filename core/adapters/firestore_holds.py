@@ -1,8 +1,9 @@
 """Reads of accounts, holds and lots as domain values (the Records port's part for them).
 
 Mixed into FirestoreRecords. Queries name the composite indexes in firestore.indexes.json:
-holds (userId, status), holds (status, expiresAt), lots (open, expiresAt), and for the newest
-first (the support console) holds (userId, placedAt desc) and lots (userId, createdAt desc).
+holds (userId, status), holds (status, expiresAt), lots (open, expiresAt), for the notices of
+lots about to expire lots (open, expiringNotified, expiresAt), and for the newest first (the
+support console) holds (userId, placedAt desc) and lots (userId, createdAt desc).
 """
 from __future__ import annotations
 
@@ -47,14 +48,21 @@ class HoldAndLotReads:
             query = query.order_by("createdAt", direction="DESCENDING").limit(limit)
         return [CODECS[Lot].from_doc(s.id, s.to_dict()) for s in query.stream()]
 
-    def due_expiries(self, now: float, limit: int) -> list[str]:
-        """Users with an open hold or an open lot whose expiry has passed (each once)."""
+    def due_expiries(self, now: float, limit: int, notice_until: float | None = None) -> list[str]:
+        """Users with an open hold or an open lot whose expiry has passed, and with ``notice_until``
+        users with an open lot expiring by then not yet announced (each user once)."""
         users: dict[str, None] = {}
+        lot_docs = self.db.collection(CODECS[Lot].collection)
         holds = (self.db.collection(CODECS[Hold].collection).where(filter=FieldFilter("status", "==", OPEN))
                  .where(filter=FieldFilter("expiresAt", "<=", now)).limit(limit))
-        lots = (self.db.collection(CODECS[Lot].collection).where(filter=FieldFilter("open", "==", True))
+        lots = (lot_docs.where(filter=FieldFilter("open", "==", True))
                 .where(filter=FieldFilter("expiresAt", "<=", now)).limit(limit))
-        for query in (holds, lots):
+        queries = [holds, lots]
+        if notice_until is not None:
+            queries.append(lot_docs.where(filter=FieldFilter("open", "==", True))
+                           .where(filter=FieldFilter("expiringNotified", "==", False))
+                           .where(filter=FieldFilter("expiresAt", "<=", notice_until)).limit(limit))
+        for query in queries:
             for snap in query.stream():
                 user_id = snap.to_dict().get("userId")
                 if user_id:

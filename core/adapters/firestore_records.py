@@ -3,7 +3,8 @@ that carry no money (alerts, the operations log, checkout records, event records
 money change). Every money change goes through the unit of work (firestore_uow.py).
 
 Collections (see docs/DATA_MODEL.md): users, transactions (the append-only ledger),
-purchases, payment_intents, disputes, checkouts, stripe_events, security_alerts, ops_log.
+purchases, payment_intents, disputes, checkouts, stripe_events, security_alerts, ops_log; the
+outbox, webhook endpoints and deliveries (firestore_outbox.py).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from core.adapters.firestore_holds import HoldAndLotReads
+from core.adapters.firestore_outbox import OutboxReads
 from core.adapters.firestore_support import SupportReads
 from core.domain.records import Alert
 from core.store import InvalidCursor
@@ -79,7 +81,7 @@ def cap_reconnect_backoff() -> None:
                 options.append(option)
 
 
-class FirestoreRecords(HoldAndLotReads, SupportReads):
+class FirestoreRecords(HoldAndLotReads, SupportReads, OutboxReads):
     def __init__(self, db: firestore.Client):
         self.db = db
 

@@ -3,7 +3,8 @@
 Reads go to the transaction (all of a round's reads in one ``get_all``); writes are
 buffered by DocumentTx and applied just before commit, so Firestore's rule "all reads
 before any write" always holds. A contended transaction runs the work again from scratch
-(at most ``max_attempts`` times); ``Tx.attempt`` tells the work which try it is.
+(at most ``max_attempts`` times); ``Tx.attempt`` tells the work which try it is. After a commit
+that wrote new outgoing events, ``on_events`` is told which accounts did (core/outbox_kick.py).
 """
 from __future__ import annotations
 
@@ -43,12 +44,15 @@ class _FirestoreBackend:
 
 
 class FirestoreUnitOfWork:
-    def __init__(self, db: firestore.Client, max_attempts: int = 5):
+    def __init__(self, db: firestore.Client, max_attempts: int = 5,
+                 on_events: Callable[[dict[str, int]], None] | None = None):
         self.db = db
         self.max_attempts = max_attempts
+        self.on_events = on_events
 
     def run(self, work: Callable[[DocumentTx], T]) -> T:
         attempts = 0
+        last: list[DocumentTx] = []
 
         @firestore.transactional
         def body(transaction: firestore.Transaction) -> T:
@@ -57,6 +61,11 @@ class FirestoreUnitOfWork:
             tx = DocumentTx(_FirestoreBackend(self.db, transaction), attempts)
             result = work(tx)
             tx.flush()
+            last[:] = [tx]
             return result
 
-        return body(self.db.transaction(max_attempts=self.max_attempts))
+        result = body(self.db.transaction(max_attempts=self.max_attempts))
+        emitted = last[0].emitted() if last and self.on_events is not None else {}
+        if emitted:
+            self.on_events(emitted)
+        return result

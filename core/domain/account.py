@@ -23,11 +23,15 @@ from typing import Any, Mapping
 
 from core.domain.errors import AccountFrozen, InsufficientFunds
 from core.domain.ledger import (
-    ADJUSTMENT, ENTRY_TYPES, EARNED, EXPIRED, EXPIRY, GRANT, PURCHASED, SPENT, SPEND, Entry, expiry_entry_id,
-    total_delta,
+    ADJUSTMENT, ENTRY_TYPES, EARNED, EXPIRED, EXPIRY, GRANT, PURCHASED, REVERSAL_TYPES, SPENT, SPEND, Entry,
+    expiry_entry_id, total_delta,
 )
 from core.domain.lots import (
     ADJUSTMENT_LOT, GRANT_LOT, Lot, LotSpec, consume, new_lot, rollover_keep, spend_order,
+)
+from core.domain.outbox import (
+    CREDITED, DEBITED, FROZEN, HOLD_CAPTURED, HOLD_CREATED, HOLD_EXPIRED, HOLD_RELEASED, LOT_EXPIRED, LOT_EXPIRING,
+    PURCHASE_FAILED, REFUNDED, UNFROZEN, AccountEvent, new_event,
 )
 from core.domain.subscription import mirror
 
@@ -48,6 +52,8 @@ class Account:
     lots: Mapping[str, Lot] = field(default_factory=dict)  # the open lots (remaining > 0)
     holds: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # open holds: id -> amount, expiresAt
     changed_lots: Mapping[str, Lot] = field(default_factory=dict)  # lots this unit of work changed
+    seq: int = 0  # outgoing events emitted so far (core/domain/outbox.py)
+    events: tuple[AccountEvent, ...] = ()  # the events this unit of work emitted
 
     @property
     def key(self) -> str:
@@ -67,6 +73,11 @@ class Account:
 
     def totals(self) -> dict[str, int]:
         return {PURCHASED: self.purchased, EARNED: self.earned, SPENT: self.spent, EXPIRED: self.expired}
+
+    def emit(self, event_type: str, now: float, **data: Any) -> "Account":
+        """The account with one more outgoing event (written with it, in the same transaction)."""
+        event = new_event(self.user_id, self.seq + 1, event_type, now, **data)
+        return replace(self, seq=self.seq + 1, events=self.events + (event,))
 
     def available(self, now: float) -> int:
         """What a new spend or hold may take: balance − open holds − what the expiry job will take."""
@@ -105,6 +116,15 @@ class Account:
                         spent=totals[SPENT], expired=totals[EXPIRED], exists=True, holds=holds,
                         lots={k: v for k, v in {**self.lots, **lots}.items() if v.open},
                         changed_lots={**self.changed_lots, **lots})
+        kind_of_event = (CREDITED if amount > 0 else REFUNDED if entry_type in REVERSAL_TYPES
+                         else LOT_EXPIRED if entry_type == EXPIRY else DEBITED)
+        after = after.emit(kind_of_event, now, entryId=entry_id, entryType=entry_type, amount=amount,
+                           balanceBefore=self.balance, balanceAfter=after.balance,
+                           **({"lotId": from_lot} if entry_type == EXPIRY else {}))
+        if hold is not None:
+            held = int(self.holds[hold]["amount"])
+            after = after.emit(HOLD_CAPTURED, now, holdId=hold, amount=held, captured=-amount, released=held + amount,
+                               entryId=entry_id, balanceAfter=after.balance)
         return after, Entry(entry_id, self.user_id, entry_type, amount, after.balance,
                             {**refs, "lots": moved} if moved else dict(refs), request_hash)
 
@@ -126,13 +146,20 @@ class Account:
         available = self.available(now)
         if available < amount:
             raise InsufficientFunds(self.balance, amount, available)
-        return replace(self, holds={**self.holds, hold_id: {"amount": amount, "expiresAt": expires_at}}, exists=True)
+        placed = replace(self, holds={**self.holds, hold_id: {"amount": amount, "expiresAt": expires_at}}, exists=True)
+        return placed.emit(HOLD_CREATED, now, holdId=hold_id, amount=amount, expiresAt=expires_at,
+                           available=placed.available(now))
 
     def set_hold_expiry(self, hold_id: str, expires_at: float) -> "Account":
         return replace(self, holds={**self.holds, hold_id: {**self.holds[hold_id], "expiresAt": expires_at}})
 
-    def drop_hold(self, hold_id: str) -> "Account":
-        return replace(self, holds={k: v for k, v in self.holds.items() if k != hold_id})
+    def drop_hold(self, hold_id: str, now: float = 0.0, why: str = "released") -> "Account":
+        """The hold gone without a capture entry: ``released``, ``expired`` or ``captured`` (of 0)."""
+        held = int((self.holds.get(hold_id) or {}).get("amount") or 0)
+        dropped = replace(self, holds={k: v for k, v in self.holds.items() if k != hold_id})
+        kind = {"released": HOLD_RELEASED, "expired": HOLD_EXPIRED, "captured": HOLD_CAPTURED}[why]
+        return dropped.emit(kind, now, holdId=hold_id, amount=held, captured=0, released=held,
+                            available=dropped.available(now))
 
     # -- expiry ---------------------------------------------------------------------------
     def _expirations(self, now: float) -> list[tuple[Lot, int, int]]:
@@ -178,11 +205,30 @@ class Account:
                        changed_lots={**self.changed_lots, **{lot.id: lot for lot in lots}})
 
     # -- disputes -------------------------------------------------------------------------
-    def freeze(self, dispute_id: str, info: Mapping[str, Any]) -> "Account":
-        return replace(self, frozen_by={**self.frozen_by, dispute_id: dict(info)}, exists=True)
+    def freeze(self, dispute_id: str, info: Mapping[str, Any], now: float = 0.0) -> "Account":
+        frozen = replace(self, frozen_by={**self.frozen_by, dispute_id: dict(info)}, exists=True)
+        return frozen if dispute_id in self.frozen_by else frozen.emit(FROZEN, now, disputeId=dispute_id)
 
-    def unfreeze(self, dispute_id: str) -> "Account":
-        return replace(self, frozen_by={k: v for k, v in self.frozen_by.items() if k != dispute_id})
+    def unfreeze(self, dispute_id: str, now: float = 0.0) -> "Account":
+        if dispute_id not in self.frozen_by:
+            return self
+        thawed = replace(self, frozen_by={k: v for k, v in self.frozen_by.items() if k != dispute_id})
+        return thawed.emit(UNFROZEN, now, disputeId=dispute_id, frozen=thawed.frozen)
+
+    # -- notices --------------------------------------------------------------------------
+    def purchase_failed(self, payment_id: str, status: str, reason: str | None, now: float) -> "Account":
+        return self.emit(PURCHASE_FAILED, now, paymentId=payment_id, status=status, reason=reason)
+
+    def notify_expiring(self, now: float, horizon_seconds: float) -> "Account":
+        """One ``lot.expiring`` per open lot that expires within the horizon (once per lot)."""
+        account = self
+        for lot in sorted(self.lots.values(), key=spend_order):
+            if (lot.open and lot.live(now) and lot.expires_at is not None and not lot.expiring_notified
+                    and lot.expires_at <= now + horizon_seconds):
+                account = account._with_lot(replace(lot, expiring_notified=True)).emit(
+                    LOT_EXPIRING, now, lotId=lot.id, source=lot.source, remaining=lot.remaining,
+                    expiresAt=lot.expires_at)
+        return account
 
     # -- the subscription mirror ----------------------------------------------------------
     def mirror_subscription(self, incoming: Mapping[str, Any]) -> tuple["Account", bool]:

@@ -50,6 +50,14 @@ class HoldConflict(Refusal):
     """The hold is no longer open for this (captured, released), or its key was used otherwise."""
 
 
+class UnknownEndpoint(Refusal):
+    """No such webhook endpoint (operators' commands)."""
+
+
+class UnknownDelivery(Refusal):
+    """No such delivery, or not one that can be replayed (operators' commands)."""
+
+
 class HoldExpired(Refusal):
     """The hold expired before this capture or extension (410): its tokens are free again."""
 

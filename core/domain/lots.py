@@ -54,6 +54,7 @@ class Lot:
     rollover_cap: int | None = None
     rolled_over: bool = False
     expired: int = 0  # tokens that expired from this lot
+    expiring_notified: bool = False  # its lot.expiring event was emitted
     migrated: bool = False  # made by the migration from a credit older than lots
     migrated_consumed: int = 0  # what spends took from it before lots existed
 

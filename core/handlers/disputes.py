@@ -51,7 +51,7 @@ def dispute_event(deps, event: StripeEvent) -> Outcome:
             if opened is None:
                 return _again(tx, ref, existing, "dispute_already_known", owner.user_id)
             tx.put(opened)
-            tx.put(account.freeze(dispute_id, info))
+            tx.put(account.freeze(dispute_id, info, deps.clock()))
             tx.put(Alert(f"dispute_{dispute_id}", "dispute_opened", owner.user_id,
                          {k: v for k, v in {**info, "paymentIntentId": pi, "status": status}.items() if v is not None}))
             return _done(tx, ref, "frozen", owner.user_id)
@@ -59,7 +59,7 @@ def dispute_event(deps, event: StripeEvent) -> Outcome:
         if closed is None:
             return _again(tx, ref, existing, "dispute_already_closed", owner.user_id)
         tx.put(closed)
-        account = account.unfreeze(dispute_id)
+        account = account.unfreeze(dispute_id, deps.clock())
         outcome = f"dispute_{status or 'closed'}"
         if status == LOST:
             refs = {"stripeEventId": event.id, "chargeId": info["chargeId"]}

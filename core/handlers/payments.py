@@ -13,7 +13,8 @@ from dataclasses import dataclass, replace
 from core.domain.account import Account
 from core.domain.ledger import REVERSAL_TYPES
 from core.domain.lots import LotSpec
-from core.domain.payment import REJECTED as REJECTED_PAYMENT, Payment, PaymentLink, credit
+from core.domain.ids import is_valid_doc_id
+from core.domain.payment import FAILED, REJECTED as REJECTED_PAYMENT, Payment, PaymentLink, credit
 from core.domain.records import PROCESSED, REJECTED, Alert, EventRef
 from core.handlers.debt import debt_alert, log_debt
 
@@ -93,6 +94,9 @@ def change_status(deps, payment: Payment, status: str, ref: EventRef, alert: Ale
             tx.put(changed)
             if alert is not None:
                 tx.put(alert)
+            if status in (FAILED, REJECTED_PAYMENT) and changed.user_id and is_valid_doc_id(changed.user_id):
+                account = tx.get(Account, changed.user_id) or Account(changed.user_id)  # purchase.failed, in order
+                tx.put(account.purchase_failed(changed.id, status, changed.reason, deps.clock()))
         outcome = status if changed is not None else f"{status}_skipped_purchase_is_{current.status}"
         _record(tx, ref, outcome, payment.user_id, {"sessionId": payment.id, **(record or {})},
                 REJECTED if status == REJECTED_PAYMENT and changed is not None else PROCESSED)

@@ -7,6 +7,10 @@ batch (core/services/account_batch.py); the domain decides what expires
 rollover cap allows). Entries are keyed by the lot and its expired total, so a rerun, a
 retry or two schedulers at once write each expiry once. A failure on one account does not
 stop the others; the run then raises, so Celery records it and the next run tries again.
+
+The same pass announces lots about to expire: an open lot expiring within
+``EXPIRING_NOTICE_SECONDS`` (3 days) gets one ``lot.expiring`` event, once (the lot remembers it,
+and the query asks only for lots not yet announced, so announced lots cost nothing later).
 """
 from __future__ import annotations
 
@@ -32,13 +36,14 @@ def expire_account(deps, user_id: str) -> dict:
         due = account.expired_holds(now)
         holds = tx.get_all(*[(Hold, hold_id) for hold_id in due]) if due else []
         for hold_id, hold in zip(due, holds):
-            account = account.drop_hold(hold_id)
+            account = account.drop_hold(hold_id, now, "expired")
             if hold is not None and hold.status == OPEN:
                 tx.put(hold.expire(now))
         account, entries = account.expire(now)
+        account = account.notify_expiring(now, deps.settings.expiring_notice_seconds)
         for entry in entries:
             tx.add(entry)
-        if due or entries or account.changed_lots:
+        if due or entries or account.changed_lots or account.events:
             tx.put(account)
         return {"holdsReleased": len(due), "tokensExpired": -sum(e.amount for e in entries)}
 
@@ -48,7 +53,7 @@ def expire_account(deps, user_id: str) -> dict:
 def run(deps, limit: int = 1000) -> dict:
     """One pass over the accounts with an expired open hold or lot."""
     now = deps.clock()
-    users = deps.store.due_expiries(now, limit)
+    users = deps.store.due_expiries(now, limit, notice_until=now + deps.settings.expiring_notice_seconds)
     totals = {"accounts": 0, "holdsReleased": 0, "tokensExpired": 0, "failed": 0}
     for user_id in users:
         try:

@@ -16,7 +16,7 @@ import math
 from core import metrics
 from core.domain.account import Account
 from core.domain.errors import KeyConflict, UnknownHold
-from core.domain.holds import Hold, ttl_seconds
+from core.domain.holds import EXPIRED, Hold, ttl_seconds
 from core.domain.ids import is_valid_doc_id
 from core.domain.ledger import (
     MAX_SPEND, SPEND, capture_entry_id, idempotency_key, keyed_entry_id, positive_amount, reason_text, request_hash,
@@ -110,7 +110,7 @@ def capture(deps, user_id: str, hold_id: object, amount: object, key: object, ac
             if account.debt > debt_before:  # a reversal took tokens this hold counted on
                 tx.put(debt_alert(user_id, entry.id, account.balance, "hold capture after a reversal"))
         else:
-            account = account.drop_hold(hold_id)
+            account = account.drop_hold(hold_id, now, "captured")
         available = account.available(now)
         captured = hold.capture(amount, key, digest, entry_id if amount else None, now, actor,
                                 balance=account.balance, available=available)
@@ -140,7 +140,7 @@ def release(deps, user_id: str, hold_id: object, actor: str = "") -> dict:
         account = account or Account(user_id)
         released = hold.release(now, actor)
         if released is not None:
-            account = account.drop_hold(hold_id)
+            account = account.drop_hold(hold_id, now, "expired" if released.status == EXPIRED else "released")
             tx.put(account)
             tx.put(released)
             hold = released

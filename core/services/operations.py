@@ -17,13 +17,15 @@ from core.services.migrate_lots import migrate_account, migrate_all
 from core.services import accounts
 from core.services.support_access import find_user
 from core.services.audit import audit as audit_ledger
-from core.domain.errors import InsufficientFunds, InvalidRequest, KeyConflict, UnknownUser
+from core.domain.errors import (
+    InsufficientFunds, InvalidRequest, KeyConflict, UnknownDelivery, UnknownEndpoint, UnknownUser,
+)
 from core.domain.ids import is_valid_doc_id
 from core.services.jobs import audit_alerts
 from core.services.reconcile import reconcile as reconcile_with_stripe
 from core.services import balance
 
-REFUSED = (UnknownUser, KeyConflict, InsufficientFunds)
+REFUSED = (UnknownUser, KeyConflict, InsufficientFunds, UnknownEndpoint, UnknownDelivery)
 BAD_REQUEST = (InvalidRequest,)
 REPLAY_ALL_LIMIT = 1000
 SPOOLED_FIELDS = ("event_id", "event_type", "error", "attempts")

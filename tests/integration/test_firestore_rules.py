@@ -28,7 +28,7 @@ DAVE = "dave"  # an account written before lots and holds: it has none of their 
 EPOCH = 1767225600  # STAMP in unix seconds
 ALICE_ACCOUNT = {
     "tokenBalance": 50, "totalTokensPurchased": 50, "totalTokensEarned": 0, "totalTokensSpent": 0,
-    "totalTokensExpired": 5,
+    "totalTokensExpired": 5, "eventSeq": 12,
     "subscription": {"plan": "pro", "allowance": 100, "status": "active", "eventCreated": 1767225600},
     "frozenBy": {"dp_1": {"amount": 500, "since": STAMP}}, "frozen": False, "debt": 0, "spendingBlocked": False, "createdAt": STAMP, "updatedAt": STAMP,
     "lots": {"lot_alice_1": {"source": "purchase", "amount": 50, "remaining": 30, "expiresAt": None, "createdAt": EPOCH},
@@ -38,7 +38,7 @@ ALICE_ACCOUNT = {
     "displayName": "Alice", "photoURL": "https://example.com/alice.png", "locale": "en",
     "marketingOptIn": False,
 }
-LEGACY_ACCOUNT = {k: v for k, v in ALICE_ACCOUNT.items() if k not in ("totalTokensExpired", "lots", "holds")}
+LEGACY_ACCOUNT = {k: v for k, v in ALICE_ACCOUNT.items() if k not in ("totalTokensExpired", "lots", "holds", "eventSeq")}
 
 
 def lot(user, **over):
@@ -65,7 +65,10 @@ LOTS_AND_HOLDS = {
 SERVER_ONLY = ["purchases/cs_alice", "stripe_events/evt_alice", "security_alerts/purchase_rejected_cs_alice",
                "disputes/dp_1", "idempotency_keys/key_alice", "subscriptions/alice", "audit_runs/run_1",
                "payment_intents/pi_alice", "checkouts/cs_alice", "jobs/fulfil_x", "not_in_the_rules/doc_1",
-               "users/alice/private/doc_1"]
+               "users/alice/private/doc_1",
+               # outgoing events: the outbox, its cursors, the endpoints (with their secrets), deliveries
+               "outbox/ev_alice_1", "outbox_cursors/alice", "webhook_endpoints/ep_alice",
+               "webhook_subscriptions/enabled", "deliveries/ep_alice_ev_1"]
 SEED = {
     "users/alice": ALICE_ACCOUNT,
     "users/bob": {**ALICE_ACCOUNT, "tokenBalance": 7, "displayName": "Bob", "totalTokensExpired": 0,
@@ -287,7 +290,7 @@ def test_smoke_signed_in_user_update_of_own_token_balance_is_permission_denied(f
 
 SERVER_FIELD_CHANGES = {
     "tokenBalance": 999999, "totalTokensEarned": 1, "totalTokensPurchased": 51, "totalTokensSpent": -5,
-    "totalTokensExpired": 0, "lots": {}, "holds": {},
+    "totalTokensExpired": 0, "lots": {}, "holds": {}, "eventSeq": 0,
     "subscription": {"plan": "enterprise", "allowance": 100000, "status": "active"},
     "frozenBy": {}, "frozen": True, "debt": -100, "spendingBlocked": True,
     "updatedAt": dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc),
@@ -303,7 +306,7 @@ def test_user_cannot_change_a_server_owned_field_of_own_account(fs, field, value
 
 @pytest.mark.parametrize("field", ["tokenBalance", "frozenBy", "frozenBy.dp_1", "debt", "subscription", "updatedAt",
                                    "totalTokensExpired", "lots", "lots.lot_alice_1", "lots.lot_alice_2.expiresAt",
-                                   "holds", "holds.hold_alice_1"])
+                                   "holds", "holds.hold_alice_1", "eventSeq"])
 def test_user_cannot_remove_a_server_owned_field(fs, field):
     denied(fs.patch("users/alice", {}, ALICE, mask=[field]))
     assert alice(fs) == ALICE_ACCOUNT
@@ -320,7 +323,7 @@ def test_user_cannot_change_subscription_subfield(fs):
     assert alice(fs) == ALICE_ACCOUNT
 
 
-@pytest.mark.parametrize("field", ["tokenBalance", "totalTokensPurchased", "debt", "totalTokensExpired"])
+@pytest.mark.parametrize("field", ["tokenBalance", "totalTokensPurchased", "debt", "totalTokensExpired", "eventSeq"])
 def test_user_cannot_rewrite_an_integer_counter_as_an_equal_float(fs, field):
     """The rules' diff() sees 50 == 50.0 as unchanged; the type change is caught separately."""
     denied(fs.patch("users/alice", {field: float(ALICE_ACCOUNT[field])}, ALICE, mask=[field]))
@@ -417,9 +420,9 @@ def test_user_cannot_change_or_add_a_lot_or_hold_on_own_account(fs, path, value)
 
 @pytest.mark.parametrize("field,value", [("totalTokensExpired", 0), ("totalTokensExpired", 5), ("lots", {}),
                                          ("lots", ALICE_ACCOUNT["lots"]), ("holds", {}),
-                                         ("holds", ALICE_ACCOUNT["holds"])],
+                                         ("holds", ALICE_ACCOUNT["holds"]), ("eventSeq", 0), ("eventSeq", 12)],
                          ids=["totalTokensExpired=0", "totalTokensExpired=5", "lots={}", "lots=alice's",
-                              "holds={}", "holds=alice's"])
+                              "holds={}", "holds=alice's", "eventSeq=0", "eventSeq=12"])
 def test_user_cannot_add_lot_fields_to_an_account_that_has_none(fs, field, value):
     """An account written before lots and holds: the fields are absent, and a client may not
     bring them in, not even empty or zero."""
@@ -527,9 +530,9 @@ def test_user_creates_own_account_through_an_update(fs):
 @pytest.mark.parametrize("extra", [{"tokenBalance": 0}, {"tokenBalance": 1000000}, {"frozen": False},
                                    {"createdAt": STAMP}, {"subscription": {"plan": "pro"}},
                                    {"totalTokensExpired": 0}, {"lots": {}}, {"lots": ALICE_ACCOUNT["lots"]},
-                                   {"holds": {}}, {"holds": ALICE_ACCOUNT["holds"]}],
+                                   {"holds": {}}, {"holds": ALICE_ACCOUNT["holds"]}, {"eventSeq": 0}],
                          ids=["tokenBalance=0", "tokenBalance", "frozen", "createdAt", "subscription",
-                              "totalTokensExpired", "lots={}", "lots", "holds={}", "holds"])
+                              "totalTokensExpired", "lots={}", "lots", "holds={}", "holds", "eventSeq"])
 def test_user_cannot_create_own_account_with_server_fields(fs, extra):
     denied(fs.create("users/carol", {"displayName": "Carol", **extra}, CAROL))
     denied(fs.patch("users/carol", {"displayName": "Carol", **extra}, CAROL, mask=["displayName", *extra]))

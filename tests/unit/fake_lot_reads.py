@@ -38,8 +38,11 @@ class FakeLotReads:
         lots = self._values(Lot, userId=user_id)
         return lots if limit is None else sorted(lots, key=lambda lot: lot.created_at, reverse=True)[:limit]
 
-    def due_expiries(self, now: float, limit: int) -> list[str]:
+    def due_expiries(self, now: float, limit: int, notice_until: float | None = None) -> list[str]:
         due = [h.user_id for h in self._values(Hold, status=OPEN) if h.expires_at <= now]
         due += [lot.user_id for lot in self._values(Lot, open=True) if lot.expires_at is not None
                 and lot.expires_at <= now]
+        if notice_until is not None:
+            due += [lot.user_id for lot in self._values(Lot, open=True, expiringNotified=False)
+                    if lot.expires_at is not None and lot.expires_at <= notice_until]
         return list(dict.fromkeys(due))[:limit]

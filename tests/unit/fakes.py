@@ -27,6 +27,7 @@ from core.adapters.stripe_signature import verify_signature
 from core.services.account_batch import AccountBatcher
 from core.domain.records import Alert
 from tests.unit.fake_lot_reads import FakeLotReads
+from tests.unit.fake_outbox_reads import FakeOutboxReads
 from tests.unit.fake_support import FakeIdentity, FakeSupportReads
 
 FIXED_NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -78,10 +79,12 @@ class _DictBackend:
 
 
 class FakeUnitOfWork:
-    """core.ports.UnitOfWork on dicts: all of a unit's writes or none. ``fail`` raises once."""
+    """core.ports.UnitOfWork on dicts: all of a unit's writes or none. ``fail`` raises once.
+    ``on_events`` is told, after a commit, the accounts whose new outgoing events it wrote."""
 
     def __init__(self, docs: dict, now: Callable[[], Any]):
         self.docs, self.now, self.fail, self.counts = docs, now, [], Counter()
+        self.on_events: Callable[[list[str]], None] | None = None
 
     def run(self, work):
         if self.fail:
@@ -92,10 +95,12 @@ class FakeUnitOfWork:
         result = work(tx)
         tx.flush()
         backend.commit()
+        if self.on_events is not None and tx.emitted():  # {user id: last seq}
+            self.on_events(tx.emitted())
         return result
 
 
-class FakeLedgerStore(FakeLotReads, FakeSupportReads):
+class FakeLedgerStore(FakeLotReads, FakeSupportReads, FakeOutboxReads):
     """The Records port and a unit of work over the same dicts (``users``, ``ledger``,
     ``purchases``, ``events``, ``alerts`` are the collections). ``fail[method] = exc`` makes a
     Records method raise ``exc``; ``uow.fail.append(exc)`` makes the next unit of work raise."""
@@ -103,7 +108,8 @@ class FakeLedgerStore(FakeLotReads, FakeSupportReads):
     def __init__(self) -> None:
         self.docs: dict[str, dict[str, dict]] = {name: {} for name in (
             "users", "transactions", "purchases", "stripe_events", "security_alerts", "payment_intents", "disputes",
-            "checkouts", "ops_log", "jobs", "lots", "holds")}
+            "checkouts", "ops_log", "jobs", "lots", "holds", "outbox", "outbox_cursors", "webhook_endpoints",
+            "webhook_subscriptions", "deliveries")}
         self.users, self.ledger, self.purchases = self.docs["users"], self.docs["transactions"], self.docs["purchases"]
         self.events, self.alerts = self.docs["stripe_events"], self.docs["security_alerts"]
         self.alert_writes: list[str] = []  # alert ids written outside a unit of work, in order

@@ -14,7 +14,10 @@ from tests.unit.fakes import FakeLedgerStore, FakeQueue, make_deps
 
 CHANGES = [["grant", "u1", "5", "--reason", "x"], ["adjust", "u1", "-5", "--reason", "x"], ["ratelimit", "reset", "u1"],
            ["lots", "migrate"], ["lots", "migrate", "--user", "u1"], ["support", "grant", "a@example.com"],
-           ["support", "revoke", "u1"]]
+           ["support", "revoke", "u1"],
+           ["endpoints", "add", "https://app.test/h", "--events", "tokens.credited"], ["endpoints", "disable", "ep_1"],
+           ["endpoints", "rotate-secret", "ep_1"], ["deliveries", "replay", "d_1"],
+           ["deliveries", "replay", "--endpoint", "ep_1"]]
 
 
 class OpsStore(FakeLedgerStore):
@@ -153,3 +156,34 @@ def test_support_access_needs_an_auth_account_and_an_operator(ops_deps, capsys):
     with pytest.raises(UnknownUser):
         cli(ops_deps, FakeQueue(), "support", "grant", "nobody@example.com", "--operator", "carol")
     assert ops_deps.store.ops_log == []
+
+
+def test_endpoint_commands_add_list_rotate_disable_and_refuse_what_is_wrong(ops_deps, capsys):
+    code, made = cli(ops_deps, FakeQueue(), "endpoints", "add", "https://app.test/h", "--events",
+                     "tokens.debited,balance.low", "--low-threshold", "10", "--operator", "ann")
+    assert code == 0 and made["secret"].startswith("whsec_") and made["events"] == ["tokens.debited", "balance.low"]
+    code, listed = cli(ops_deps, FakeQueue(), "endpoints", "list")
+    assert code == 0 and [e["id"] for e in listed] == [made["id"]] and made["secret"] not in json.dumps(listed)
+    code, rotated = cli(ops_deps, FakeQueue(), "endpoints", "rotate-secret", made["id"], "--operator", "bob")
+    assert code == 0 and rotated["secret"] != made["secret"] and rotated["previousSecretValidUntil"]
+    code, disabled = cli(ops_deps, FakeQueue(), "endpoints", "disable", made["id"], "--operator", "bob")
+    assert code == 0 and disabled["enabled"] is False and disabled["disabledBy"] == "bob"
+    assert [e["action"] for e in ops_deps.store.ops_log] == ["endpoint_add", "endpoint_rotate_secret",
+                                                             "endpoint_disable"]
+    assert cli(ops_deps, FakeQueue(), "deliveries", "failed") == (0, [])
+
+
+@pytest.mark.parametrize("argv", [["endpoints", "add", "ftp://app.test/h", "--events", "tokens.credited"],
+                                  ["endpoints", "add", "https://app.test/h", "--events", "tokens.nope"],
+                                  ["endpoints", "add", "https://app.test/h", "--events", "balance.low"]])
+def test_bad_endpoints_exit_2_with_the_reason(ops_deps, argv, capsys, monkeypatch):
+    monkeypatch.setattr("core.bootstrap.bootstrap", lambda **_: ops_deps)
+    assert main([*argv, "--operator", "ann"]) == 2
+    assert "tokenbank:" in capsys.readouterr().err and ops_deps.store.docs["webhook_endpoints"] == {}
+
+
+@pytest.mark.parametrize("argv", [["endpoints", "disable", "ep_nope"], ["deliveries", "replay", "d_nope"]])
+def test_unknown_endpoints_and_deliveries_exit_1(ops_deps, argv, capsys, monkeypatch):
+    monkeypatch.setattr("core.bootstrap.bootstrap", lambda **_: ops_deps)
+    assert main([*argv, "--operator", "ann"]) == 1
+    assert "no " in capsys.readouterr().err

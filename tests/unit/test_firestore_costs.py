@@ -8,9 +8,9 @@ from core.services import ingress
 from tests.unit.fakes import FakeQueue, checkout_session, event_json, sign
 
 INGRESS = {"writes": 1}  # stripe_events/{id}: created with the payload (a redelivery: one update)
-CREDIT = {"transactions": 1, "reads": 3, "writes": 6}
+CREDIT = {"transactions": 1, "reads": 3, "writes": 7}
 # reads: the payment, the user, the PaymentIntent's link (one get_all);
-# writes: payment, user, ledger entry, the lot it bought, link, event record.
+# writes: payment, user, ledger entry, the lot it bought, link, event record, the outgoing tokens.credited.
 
 
 def test_a_purchase_costs_one_write_at_ingress_and_one_transaction_to_credit(deps, store):
@@ -41,10 +41,11 @@ def test_a_duplicate_job_that_still_runs_writes_nothing(deps, store):
     assert dict(+store.uow.counts) == {"transactions": 1, "reads": 3}  # (+ drops zero counts)
 
 
-SPEND = {"transactions": 1, "reads": 2, "writes": 3}
-# reads: the keyed entry, the user (one get_all); writes: user, ledger entry, the lot it took from.
-HOLD_THEN_CAPTURE = {"transactions": 2, "reads": 4, "writes": 6}
-# reads, each: the hold and the user; writes: placing (user, hold), capturing (user, hold, entry, the lot).
+SPEND = {"transactions": 1, "reads": 2, "writes": 4}
+# reads: the keyed entry, the user (one get_all); writes: user, ledger entry, the lot it took from, tokens.debited.
+HOLD_THEN_CAPTURE = {"transactions": 2, "reads": 4, "writes": 9}
+# reads, each: the hold and the user; writes: placing (user, hold, hold.created), capturing (user, hold, entry,
+# the lot, tokens.debited, hold.captured).
 
 
 def test_a_spend_and_a_hold_capture_cost_one_transaction_each(deps, store):

@@ -90,6 +90,16 @@ class DictMoneyMachine(MoneyMachine):
     def teardown(self):
         # The daily ledger audit finds nothing to report, whatever happened.
         assert audit(self.driver.deps).violations == []
+        # Every change has its outgoing event and every event its change, numbered 1..n per account.
+        store = self.driver.store
+        for user, doc in store.users.items():
+            events = sorted((e for e in store.docs.get("outbox", {}).values() if e["userId"] == user),
+                            key=lambda e: e["seq"])
+            assert [e["seq"] for e in events] == list(range(1, int(doc.get("eventSeq") or 0) + 1)), user
+            entries = {k for k, v in store.ledger.items() if v["userId"] == user}
+            tokens = [e["data"]["entryId"] for e in events if e["type"].startswith("tokens.") or
+                      e["type"] == "lot.expired"]
+            assert sorted(tokens) == sorted(entries), user
 
 
 TestMoneyModel = DictMoneyMachine.TestCase
