@@ -28,7 +28,7 @@ from pathlib import Path
 
 import redis as redis_lib
 
-from bench import load, workload
+from bench import busy_account, load, workload
 from bench.noop_celery import NOOP, QUEUE as NOOP_QUEUE, STAMPS_KEY
 from bench.stack import CpuMeter, Stack, machine_busy_seconds
 from broker import task_names
@@ -516,7 +516,7 @@ class Bench:
     def run(self):
         a = self.args
         phases = set(a.phases)
-        unknown = phases - {"ingress", "e2e", "throughput", "oneuser"}
+        unknown = phases - {"ingress", "e2e", "throughput", "oneuser", "busyaccount"}
         if unknown:
             raise SystemExit(f"unknown phases: {sorted(unknown)}")
         self.setup()
@@ -531,6 +531,9 @@ class Bench:
         # a worker's start-up sweep would enqueue them into the phases below: they go.
         clear_firestore(self.fs.address, PROJECT)
         self.flush_redis()
+        if "busyaccount" in phases:  # 5. one busy account: web tier only (bench/busy_account.py)
+            busy_account.run(self)
+            self.flush_redis()
 
         e2e_c = a.e2e_concurrency if "e2e" in phases else None
         tput = a.concurrency if "throughput" in phases else []
@@ -590,14 +593,15 @@ def parse_args(argv):
     p.add_argument("--warmup-tasks", type=int, default=200)
     p.add_argument("--rounds", type=int, default=2, help="alternating no-op/credit drains per concurrency")
     p.add_argument("--phases", type=lambda s: [x for x in s.split(",") if x],
-                   default=["ingress", "e2e", "throughput", "oneuser"],
-                   help="comma-separated subset of: ingress,e2e,throughput,oneuser")
+                   default=["ingress", "e2e", "throughput", "oneuser", "busyaccount"],
+                   help="comma-separated subset of: ingress,e2e,throughput,oneuser,busyaccount")
     p.add_argument("--web-app", default="web.app:create_app()",
                    help="gunicorn app spec of the real web tier (to try a candidate change)")
     p.add_argument("--worker-app", default="worker.celery_app", help="celery -A module of the real worker")
     p.add_argument("--wait-idle", type=float, default=5,
                    help="before each measurement, wait up to this many seconds for the machine to be quiet")
     p.add_argument("--idle-cores", type=float, default=0.3, help="quiet: fewer busy cores than this")
+    busy_account.add_arguments(p)
     return p.parse_args(argv)
 
 
