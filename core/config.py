@@ -167,7 +167,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         user_lock_ttl_ms=_int(env, "USER_LOCK_TTL_MS", 15000, 100),
         user_lock_wait_seconds=_float(env, "USER_LOCK_WAIT_SECONDS", 10.0),
         outbox_sweep_every_seconds=_float(env, "OUTBOX_SWEEP_EVERY_SECONDS", 5.0),
-        webhook_timeout_seconds=_float(env, "WEBHOOK_TIMEOUT_SECONDS", 10.0),
+        # default: 10 s, or a third of a shorter task deadline (an explicit value is checked below)
+        webhook_timeout_seconds=_float(env, "WEBHOOK_TIMEOUT_SECONDS",
+                                       min(10.0, _int(env, "TASK_SOFT_TIME_LIMIT", 45, 1) / 3)),
         webhook_retry_base_seconds=_float(env, "WEBHOOK_RETRY_BASE_SECONDS", 5.0),
         webhook_retry_max_seconds=_float(env, "WEBHOOK_RETRY_MAX_SECONDS", 3600.0),
         webhook_retry_window_seconds=_float(env, "WEBHOOK_RETRY_WINDOW_SECONDS", 3 * 86400.0),

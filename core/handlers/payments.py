@@ -95,8 +95,9 @@ def change_status(deps, payment: Payment, status: str, ref: EventRef, alert: Ale
             if alert is not None:
                 tx.put(alert)
             if status in (FAILED, REJECTED_PAYMENT) and changed.user_id and is_valid_doc_id(changed.user_id):
-                account = tx.get(Account, changed.user_id) or Account(changed.user_id)  # purchase.failed, in order
-                tx.put(account.purchase_failed(changed.id, status, changed.reason, deps.clock()))
+                account = tx.get(Account, changed.user_id)  # purchase.failed, in order; no account: none made
+                if account is not None:
+                    tx.put(account.purchase_failed(changed.id, status, changed.reason, deps.clock()))
         outcome = status if changed is not None else f"{status}_skipped_purchase_is_{current.status}"
         _record(tx, ref, outcome, payment.user_id, {"sessionId": payment.id, **(record or {})},
                 REJECTED if status == REJECTED_PAYMENT and changed is not None else PROCESSED)

@@ -236,7 +236,8 @@ class LedgerMachine(RuleBasedStateMachine):
     def ledger_matches_model_and_audit(self):
         for index, u in enumerate(self.users):
             user, entries, purchases = self.deps.store.user_ledger(u.uid)
-            violations = check_user(u.uid, user, entries, purchases)
+            violations = check_user(u.uid, user, entries, purchases, self.deps.store.user_lots(u.uid),
+                                    self.deps.store.user_holds(u.uid), self.deps.clock())
             assert not violations, [v.as_dict() for v in violations]
             user = user or {}
             assert int(user.get("tokenBalance") or 0) == u.balance, (u.uid, user.get("tokenBalance"), u.balance)

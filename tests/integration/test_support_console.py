@@ -6,6 +6,7 @@ driven through the real services: the inbox, a dead letter, holds, the four acti
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 import uuid
 
@@ -39,9 +40,33 @@ def auth():
         service.stop()
 
 
-@pytest.fixture(autouse=True)
-def _auth_host(auth, monkeypatch):
-    monkeypatch.setenv("FIREBASE_AUTH_EMULATOR_HOST", auth.address)  # firebase-admin reads it per call
+@pytest.fixture
+def deps(deps, auth):
+    """The session's deps with a firebase app of this module's own, bound to this module's Auth
+    emulator: firebase-admin makes one auth client per app and reads FIREBASE_AUTH_EMULATOR_HOST
+    when it makes it, so the variable is set only while this app's client is made, and the
+    session's app (the rest of the suite's) is never touched."""
+    import firebase_admin
+    from firebase_admin import auth as firebase_auth_module
+
+    from core.adapters.firebase_identity import FirebaseIdentity
+    from core.bootstrap import _emulator_credential
+
+    name = f"support-console-{auth.address}"
+    try:
+        app = firebase_admin.get_app(name)
+    except ValueError:
+        before = os.environ.get("FIREBASE_AUTH_EMULATOR_HOST")
+        os.environ["FIREBASE_AUTH_EMULATOR_HOST"] = auth.address
+        try:
+            app = firebase_admin.initialize_app(_emulator_credential(), {"projectId": PROJECT}, name=name)
+            firebase_auth_module._get_client(app)  # made now, with this emulator
+        finally:
+            if before is None:
+                os.environ.pop("FIREBASE_AUTH_EMULATOR_HOST", None)
+            else:
+                os.environ["FIREBASE_AUTH_EMULATOR_HOST"] = before
+    return dataclasses.replace(deps, identity=FirebaseIdentity(app))
 
 
 def admin_app(deps):
