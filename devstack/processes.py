@@ -24,6 +24,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -331,10 +332,19 @@ def start_firestore(port: int | None = None, rules: Path | None = ROOT / "firest
     return service
 
 
-def clear_firestore(host: str, project: str) -> None:
+def clear_firestore(host: str, project: str, attempts: int = 20) -> None:
+    """Delete every document of the project. The emulator answers 409 while a transaction (a
+    worker's background job still running) holds locks: try again shortly."""
     req = urllib.request.Request(f"http://{host}/emulator/v1/projects/{project}/databases/(default)/documents",
                                  method="DELETE")
-    urllib.request.urlopen(req, timeout=10).read()
+    for attempt in range(attempts):
+        try:
+            urllib.request.urlopen(req, timeout=10).read()
+            return
+        except urllib.error.HTTPError as exc:
+            if exc.code != 409 or attempt == attempts - 1:
+                raise
+            time.sleep(0.25)
 
 
 def service_env(*, redis_url: str, firestore_host: str, project: str, **overrides) -> dict:

@@ -41,7 +41,7 @@ BAD_AUTH = {
     "garbage": {"Authorization": "Bearer not.a.jwt"},
     "expired": {"Authorization": f"Bearer {id_token('alice', PROJECT, issued=int(time.time()) - 7200)}"},
     "foreign project": {"Authorization": f"Bearer {id_token('alice', 'demo-someone-else')}"},
-    "issued in the future": {"Authorization": f"Bearer {id_token('alice', PROJECT, issued=int(time.time()) + 600)}"},
+    "issued in the future": {"Authorization": f"Bearer {id_token('alice', PROJECT, issued=int(time.time()) + 86_400)}"},
     "invalid uid": {"Authorization": f"Bearer {id_token('a/b', PROJECT)}"},
 }
 
